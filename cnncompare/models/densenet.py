@@ -1,0 +1,130 @@
+"""DenseNet (Huang, Liu, van der Maaten and Weinberger, 2016).
+
+Inside a dense block every layer receives the concatenation of all earlier feature maps
+and adds ``growth_rate`` new channels; transition layers (1x1 convolution, 2x2 average
+pooling) halve the channels and the map between blocks. ``densenet121``: blocks of
+6, 12, 24 and 16 layers, growth 32, bottleneck 4x; 7,978,856 parameters at 3x224x224.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import Tensor, nn
+
+from cnncompare.models._common import avgpool, conv, maxpool, scale
+from cnncompare.registry import ModelInfo, Reduction, register_model
+
+
+class DenseLayer(nn.Sequential):
+    """BN-ReLU-Conv1x1 (to bn_size x growth) then BN-ReLU-Conv3x3 (to growth)."""
+
+    def __init__(self, c_in: int, growth: int, bn_size: int):
+        super().__init__(
+            OrderedDict(
+                [
+                    ("norm1", nn.BatchNorm2d(c_in)),
+                    ("relu1", nn.ReLU(inplace=True)),
+                    ("conv1", nn.Conv2d(c_in, bn_size * growth, 1, bias=False)),
+                    ("norm2", nn.BatchNorm2d(bn_size * growth)),
+                    ("relu2", nn.ReLU(inplace=True)),
+                    ("conv2", nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)),
+                ]
+            )
+        )
+
+
+class DenseBlock(nn.ModuleDict):
+    def __init__(self, n_layers: int, c_in: int, growth: int, bn_size: int):
+        super().__init__()
+        for i in range(n_layers):
+            self[f"denselayer{i + 1}"] = DenseLayer(c_in + i * growth, growth, bn_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = [x]
+        for layer in self.values():
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class Transition(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(
+            OrderedDict(
+                [
+                    ("norm", nn.BatchNorm2d(c_in)),
+                    ("relu", nn.ReLU(inplace=True)),
+                    ("conv", nn.Conv2d(c_in, c_out, 1, bias=False)),
+                    ("pool", nn.AvgPool2d(2, 2)),
+                ]
+            )
+        )
+
+
+class DenseNet(nn.Module):
+    def __init__(self, block_config: tuple[int, ...], *, growth_rate: int = 32,
+                 init_features: int = 64, bn_size: int = 4, num_classes: int,
+                 in_channels: int, width: float, small: bool):
+        super().__init__()
+        growth, c = scale(growth_rate, width), scale(init_features, width)
+        if small:
+            stem = [("conv0", nn.Conv2d(in_channels, c, 3, 1, 1, bias=False)),
+                    ("norm0", nn.BatchNorm2d(c)), ("relu0", nn.ReLU(inplace=True))]
+        else:
+            stem = [("conv0", nn.Conv2d(in_channels, c, 7, 2, 3, bias=False)),
+                    ("norm0", nn.BatchNorm2d(c)), ("relu0", nn.ReLU(inplace=True)),
+                    ("pool0", nn.MaxPool2d(3, 2, 1))]
+        self.features = nn.Sequential(OrderedDict(stem))
+        for i, n_layers in enumerate(block_config):
+            self.features.add_module(f"denseblock{i + 1}", DenseBlock(n_layers, c, growth, bn_size))
+            c += n_layers * growth
+            if i != len(block_config) - 1:
+                self.features.add_module(f"transition{i + 1}", Transition(c, c // 2))
+                c //= 2
+        self.features.add_module("norm5", nn.BatchNorm2d(c))
+        self.relu = nn.ReLU(inplace=True)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(c, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.features(x))
+        return self.classifier(self.flatten(self.avgpool(x)))
+
+
+def _plan(input_size: int, small: bool) -> list[Reduction]:
+    stem = [conv(3, 1, 1)] if small else [conv(7, 2, 3), maxpool(3, 2, 1)]
+    return stem + [avgpool(2, 2)] * 3
+
+
+@register_model(
+    ModelInfo(
+        name="densenet121",
+        family="DenseNet",
+        year=2016,
+        paper="Densely Connected Convolutional Networks",
+        paper_url="https://arxiv.org/abs/1608.06993",
+        key_ideas=(
+            "Dense connectivity: each layer sees the concatenation of all earlier maps",
+            "A small growth rate: every layer adds only a few channels",
+            "Transition layers (1x1 conv + 2x2 average pooling) compress between blocks",
+        ),
+        canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
+        small={"input_size": 32, "in_channels": 3, "num_classes": 10, "width": 0.25},
+        adaptation="First convolution 3x3 stride 1 (instead of 7x7 stride 2), no max pooling.",
+        notes="Blocks of 6, 12, 24, 16 layers; growth 32; 1x1 bottlenecks of 4 x growth.",
+    ),
+    _plan,
+)
+def densenet121(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
+    return DenseNet((6, 12, 24, 16), num_classes=num_classes, in_channels=in_channels,
+                    width=width, small=small)

@@ -19,7 +19,6 @@ import difflib
 import fnmatch
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,24 +43,22 @@ class Reduction:
     ceil_mode: bool = False
 
     def out_size(self, n: int) -> int:
-        """``floor((n + 2p - k) / s) + 1`` (or PyTorch's ceil-mode rule); 0 if impossible."""
+        """``floor((n + 2p - k) / s) + 1``, or PyTorch's ceil-mode rule; below 1 if impossible."""
         span = n + 2 * self.padding - self.kernel
-        if span < 0:
-            return 0
-        if not self.ceil_mode:
-            return span // self.stride + 1
-        out = math.ceil(span / self.stride) + 1
-        # PyTorch drops a last window that would start in the right padding.
-        if (out - 1) * self.stride >= n + self.padding:
-            out -= 1
-        return out
+        if self.ceil_mode:
+            out = -(-span // self.stride) + 1  # ceil division
+            # PyTorch drops a last window that would start in the right padding.
+            if (out - 1) * self.stride >= n + self.padding:
+                out -= 1
+            return out
+        return span // self.stride + 1
 
 
 def walk_plan(plan: list[Reduction], n: int) -> list[int]:
     """Spatial size after each step of ``plan`` for an ``n`` x ``n`` input."""
     sizes = []
     for step in plan:
-        n = step.out_size(n) if n > 0 else 0
+        n = max(step.out_size(n), 0) if n > 0 else 0
         sizes.append(n)
     return sizes
 

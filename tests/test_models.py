@@ -1,0 +1,176 @@
+"""Every model of the zoo: exact parameter counts, shapes, gradients, size checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.models as tvm
+
+from cnncompare import count_params, get_model, list_models, min_input_size, resolve_config
+from cnncompare.registry import walk_plan
+
+ALL = list_models()
+
+# The design card's numbers: torchvision's counts at 3x224x224 with 1000 classes.
+CANONICAL_COUNTS = {
+    "alexnet": 61_100_840,
+    "vgg11": 132_863_336,
+    "vgg16": 138_357_544,
+    "googlenet": 6_624_904,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "densenet121": 7_978_856,
+    "alexnet2012": 60_965_224,
+    "lenet": 61_706,
+    "lenet5": 61_706,
+}
+
+# Our names whose canonical form is torchvision's builder of the same name.
+TORCHVISION_TWINS = [
+    "alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+    "vgg19_bn", "googlenet", "resnet18", "resnet34", "resnet50", "densenet121",
+]
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(CANONICAL_COUNTS))
+def test_canonical_count_equals_literal(name):
+    assert count_params(name) == CANONICAL_COUNTS[name]
+
+
+@pytest.mark.parametrize("name", TORCHVISION_TWINS)
+def test_canonical_count_equals_torchvision_builder(name):
+    kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+    with torch.device("meta"):
+        theirs = getattr(tvm, name)(weights=None, **kwargs)
+    assert count_params(name) == n_params(theirs)
+
+
+def test_googlenet_aux_heads_match_torchvision():
+    with torch.device("meta"):
+        theirs = tvm.googlenet(weights=None, aux_logits=True, init_weights=False)
+    assert count_params("googlenet", aux_logits=True) == n_params(theirs)
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_lenet_61706_at_both_digit_sizes(size):
+    assert count_params("lenet", input_size=size) == 61_706
+    assert count_params("lenet5", input_size=size) == 61_706
+
+
+def test_count_params_matches_materialised_model():
+    assert count_params("resnet18", input_size=32, width=0.5) == n_params(
+        get_model("resnet18", input_size=32, width=0.5)
+    )
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_canonical_forward(name):
+    cfg = resolve_config(name)
+    model = cfg.build().eval()
+    x = torch.randn(1, cfg.in_channels, cfg.input_size, cfg.input_size)
+    with torch.inference_mode():
+        y = model(x)
+    assert y.shape == (1, cfg.num_classes)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
+def test_small_forward_and_backward_reach_every_parameter(name, channels, size):
+    torch.manual_seed(0)
+    model = get_model(name, num_classes=10, in_channels=channels, input_size=size, width=0.25)
+    model.train()
+    x = torch.randn(2, channels, size, size)
+    y = model(x)
+    assert y.shape == (2, 10)
+    assert torch.isfinite(y).all()
+    y.logsumexp(dim=1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient reached {missing[:5]}"
+
+
+def test_every_model_takes_the_issue_batch():
+    """The acceptance check: a 2x1x28x28 batch at width 0.25 gives shape (2, 10)."""
+    x = torch.randn(2, 1, 28, 28)
+    for name in ALL:
+        model = get_model(name, num_classes=10, in_channels=1, input_size=28, width=0.25).eval()
+        with torch.inference_mode():
+            assert model(x).shape == (2, 10), name
+
+
+def test_small_input_defaults_to_ten_classes():
+    cfg = resolve_config("resnet18", input_size=32)
+    assert (cfg.stem, cfg.num_classes, cfg.in_channels) == ("small", 10, 3)
+    assert resolve_config("resnet18").num_classes == 1000
+
+
+def test_googlenet_aux_outputs_in_training_only():
+    model = get_model("googlenet", input_size=32, width=0.25, aux_logits=True)
+    x = torch.randn(2, 3, 32, 32)
+    out = model.train()(x)
+    assert len(out) == 3 and all(o.shape == (2, 10) for o in out)
+    sum(o.sum() for o in out).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert model.eval()(x).shape == (2, 10)
+
+
+@pytest.mark.parametrize("width", [0.125, 0.5, 2.0])
+def test_width_scales_parameters_monotonically(width):
+    base = count_params("vgg11", input_size=32)
+    scaled = count_params("vgg11", input_size=32, width=width)
+    assert (scaled < base) if width < 1 else (scaled > base)
+
+
+def _meta_forward_ok(name: str, size: int, stem: str) -> bool:
+    """Build the network without the size check and push a meta tensor through it."""
+    from cnncompare.registry import _entry
+
+    with torch.device("meta"):
+        model = _entry(name).builder(num_classes=10, in_channels=3, input_size=size,
+                                     width=0.25, small=stem == "small").eval()
+        try:
+            model(torch.empty(1, 3, size, size))
+        except RuntimeError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("stem", ["small", "imagenet"])
+def test_smallest_input_is_exact(name, stem):
+    """The spatial plan's smallest size is where a real forward pass starts to work."""
+    need = min_input_size(name, stem)
+    assert _meta_forward_ok(name, need, stem)
+    if need > 1:
+        assert not _meta_forward_ok(name, need - 1, stem)
+        with pytest.raises(ValueError, match=f"at least {need}x{need}"):
+            get_model(name, input_size=need - 1, stem=stem)
+
+
+def test_plan_walk_uses_the_shape_formula():
+    # resnet18's ImageNet stem: 224 -> 112 (7x7/2, p3) -> 56 (3x3/2 max pool, p1) -> 28 -> 14 -> 7
+    from cnncompare.registry import _entry
+
+    plan = _entry("resnet18").plan(224, False)
+    assert walk_plan(plan, 224) == [112, 56, 28, 14, 7]
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"input_size": 0}, "input_size must be a positive integer"),
+        ({"num_classes": 0}, "num_classes must be a positive integer"),
+        ({"in_channels": -1}, "in_channels must be a positive integer"),
+        ({"width": 0}, "width must be a number"),
+        ({"input_size": 28.5}, "input_size must be a positive integer"),
+        ({"stem": "tiny"}, "stem must be one of"),
+    ],
+)
+def test_impossible_configs_are_refused_clearly(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        get_model("resnet18", **kwargs)

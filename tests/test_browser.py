@@ -1,0 +1,135 @@
+"""End to end in a real browser: `streamlit run app.py`, Debian's Chromium, every page.
+
+Skips with a reason where Chromium is absent (CI installs it in .ci/run). Screenshots of
+every page land in artifacts/browser/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = os.environ.get("CNNCOMPARE_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = REPO / "artifacts" / "browser"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-quic",
+]
+
+# (url path, the page's title) for every page in app.py's navigation.
+PAGES = [
+    ("", "cnncompare"),
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"Chromium not found at {CHROMIUM} "
+                              "(apt-get install chromium; .ci/run does this)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+                if resp.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """A live server on a free localhost port with its own results home."""
+    home = tmp_path_factory.mktemp("browser-home")
+    _seed_runs(home)
+    port = _free_port()
+    env = dict(os.environ, CNNCOMPARE_HOME=str(home), PYTHONUNBUFFERED="1")
+    log = open(home / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _seed_runs(home: Path) -> None:
+    """Two tiny stored runs, so that Compare has something to show."""
+    if not (REPO / "cnncompare" / "cli_train.py").exists():
+        return
+    env = dict(os.environ, CNNCOMPARE_HOME=str(home))
+    for model in ("lenet", "resnet18"):
+        subprocess.run(
+            [sys.executable, "-m", "cnncompare", "train", "--model", model, "--dataset",
+             "digits", "--epochs", "2", "--width", "0.25" if model != "lenet" else "1",
+             "--train-size", "400", "--test-size", "200", "--format", "json"],
+            cwd=REPO, env=env, check=True, capture_output=True, timeout=300,
+        )
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+def _wait_until_idle(page, timeout_ms: int = 180_000) -> None:
+    """Wait until Streamlit reports that the page's script has finished running."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=timeout_ms)
+    page.wait_for_timeout(1500)  # let charts and data grids paint
+
+
+@pytest.mark.parametrize("path,title", PAGES)
+def test_page_renders_in_chromium(app_url, browser, path, title):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{app_url}/{path}", wait_until="domcontentloaded")
+        page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
+        _wait_until_idle(page)
+        shot = ARTIFACTS / f"{path or 'overview'}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        errors = page.locator('[data-testid="stException"]')
+        assert errors.count() == 0, errors.first.inner_text()
+        assert shot.stat().st_size > 10_000
+    finally:
+        page.close()
+

@@ -64,3 +64,90 @@ def params_bar(frame: pd.DataFrame, title: str | None = "Parameters") -> go.Figu
     fig.update_traces(hovertemplate="%{x}: %{y:,.0f} parameters<extra></extra>")
     fig.update_layout(showlegend=False)
     return _style(fig, title)
+
+
+# --- Compare page: learning curves, bars, accuracy against cost, confusion ---------------
+
+_METRIC_LABELS = {
+    "test_acc": "test accuracy (fraction)",
+    "train_acc": "train accuracy (fraction)",
+    "test_loss": "test loss (cross-entropy)",
+    "train_loss": "train loss (cross-entropy)",
+    "epoch": "epoch",
+    "wall_time": "wall time (s, cumulative)",
+    "params": "parameters (count)",
+    "macs": "MACs per image (fvcore)",
+    "seconds": "training time (s)",
+    "median_ms": "latency, median (ms)",
+    "peak_mem_mb": "peak memory (MB)",
+    "images_per_s": "throughput (images/s)",
+}
+
+
+def metric_label(column: str) -> str:
+    """The axis label, with its unit, for a column name."""
+    return _METRIC_LABELS.get(column, column.replace("_", " "))
+
+
+def learning_curves(epochs: pd.DataFrame, y: str = "test_acc", x: str = "epoch",
+                    title: str | None = None) -> go.Figure:
+    """One line per run (``label``), coloured by ``model``; ``x`` is epoch or wall time."""
+    fig = go.Figure()
+    for label, run in epochs.sort_values(x).groupby("label", sort=False):
+        model = str(run["model"].iloc[0])
+        fig.add_trace(go.Scatter(
+            x=run[x], y=run[y], mode="lines+markers", name=str(label),
+            line=dict(color=model_color(model)),
+            hovertemplate=f"{label}<br>{metric_label(x)}: %{{x:.3g}}<br>"
+                          f"{metric_label(y)}: %{{y:.4f}}<extra></extra>",
+        ))
+    fig.update_xaxes(title=metric_label(x))
+    fig.update_yaxes(title=metric_label(y))
+    return _style(fig, title)
+
+
+def metric_bars(frame: pd.DataFrame, y: str, log: bool = False,
+                title: str | None = None) -> go.Figure:
+    """Bars of column ``y`` per run ``label``, coloured by ``model``."""
+    fig = px.bar(frame, x="label", y=y, color="model", color_discrete_map=color_map(
+        frame["model"]), log_y=log, labels={y: metric_label(y), "label": ""})
+    fig.update_traces(hovertemplate="%{x}: %{y:.4g}<extra></extra>")
+    fig.update_layout(showlegend=False)
+    return _style(fig, title)
+
+
+def accuracy_vs_cost(frame: pd.DataFrame, front: pd.DataFrame, cost: str = "macs",
+                     score: str = "test_acc", size: str = "params",
+                     title: str | None = None) -> go.Figure:
+    """Score against cost on a log axis, bubble area ~ ``size``, the Pareto front drawn."""
+    fig = px.scatter(
+        frame, x=cost, y=score, size=size, color="model", text="label",
+        color_discrete_map=color_map(frame["model"]), log_x=True, size_max=45,
+        labels={cost: metric_label(cost) + ", log", score: metric_label(score)},
+        hover_data={size: ":,.0f", "label": True},
+    )
+    fig.update_traces(textposition="top center")
+    if len(front):
+        fig.add_trace(go.Scatter(x=front[cost], y=front[score], mode="lines",
+                                 line=dict(color="#333", dash="dash", shape="hv"),
+                                 name="Pareto front", hoverinfo="skip"))
+    return _style(fig, title)
+
+
+def confusion_heatmap(matrix, class_names, title: str | None = None) -> go.Figure:
+    """Rows: true class; columns: predicted class; cells: counts."""
+    names = [str(c) for c in class_names]
+    fig = px.imshow(matrix, x=names, y=names, text_auto=True, color_continuous_scale="Blues",
+                    labels=dict(x="predicted class", y="true class", color="images"),
+                    aspect="equal")
+    fig.update_xaxes(side="bottom", type="category")
+    fig.update_yaxes(type="category")
+    return _style(fig, title)
+
+
+def per_class_accuracy(frame: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Bars of ``accuracy`` per ``class``."""
+    fig = px.bar(frame, x="class", y="accuracy", range_y=[0, 1],
+                 labels={"accuracy": "accuracy (fraction)", "class": "class"})
+    fig.update_xaxes(type="category")
+    return _style(fig, title)

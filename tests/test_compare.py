@@ -1,0 +1,53 @@
+"""The Pareto front and run labels used by the Compare page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cnncompare.compare import pareto_front, pareto_frontier_line, run_labels
+
+
+def _frame(points):
+    return pd.DataFrame(points, columns=["model", "macs", "test_acc"])
+
+
+def test_front_keeps_only_undominated_runs():
+    df = _frame([
+        ("a", 1e6, 0.90),   # cheapest: on the front
+        ("b", 2e6, 0.95),   # better and dearer: on the front
+        ("c", 3e6, 0.93),   # dearer than b and worse: dominated
+        ("d", 5e6, 0.99),   # best: on the front
+        ("e", 1e6, 0.85),   # as cheap as a but worse: dominated
+    ])
+    assert list(df["model"][pareto_front(df)]) == ["a", "b", "d"]
+
+
+def test_ties_are_both_kept_and_nan_is_never_on_front():
+    df = _frame([("a", 1e6, 0.9), ("b", 1e6, 0.9), ("c", np.nan, 0.99)])
+    assert list(pareto_front(df)) == [True, True, False]
+
+
+def test_front_brute_force_agreement():
+    rng = np.random.default_rng(0)
+    df = _frame([(str(i), float(c), float(s)) for i, (c, s) in
+                 enumerate(zip(rng.integers(1, 20, 60), rng.random(60).round(2), strict=True))])
+    mask = pareto_front(df)
+    for i, row in df.iterrows():
+        dominated = any((o.macs <= row.macs and o.test_acc >= row.test_acc)
+                        and (o.macs < row.macs or o.test_acc > row.test_acc)
+                        for _, o in df.iterrows())
+        assert mask[i] == (not dominated)
+    line = pareto_frontier_line(df)
+    assert line["macs"].is_monotonic_increasing
+    assert line["test_acc"].is_monotonic_increasing
+
+
+def test_run_labels_are_unique_and_readable():
+    runs = pd.DataFrame({"model": ["lenet", "resnet18", "resnet18", "vgg11"],
+                         "width": [1.0, 0.25, 0.25, 1.0],
+                         "run_id": ["aaaaaa11", "bbbbbb22", "cccccc33", "dddddd44"]})
+    labels = run_labels(runs)
+    assert labels.is_unique
+    assert labels[0] == "lenet" and labels[3] == "vgg11"
+    assert labels[1] == "resnet18 w0.25 · bbbbbb"

@@ -68,13 +68,10 @@ class DenseNet(nn.Module):
                  in_channels: int, width: float, small: bool):
         super().__init__()
         growth, c = scale(growth_rate, width), scale(init_features, width)
-        if small:
-            stem = [("conv0", nn.Conv2d(in_channels, c, 3, 1, 1, bias=False)),
-                    ("norm0", nn.BatchNorm2d(c)), ("relu0", nn.ReLU(inplace=True))]
-        else:
-            stem = [("conv0", nn.Conv2d(in_channels, c, 7, 2, 3, bias=False)),
-                    ("norm0", nn.BatchNorm2d(c)), ("relu0", nn.ReLU(inplace=True)),
-                    ("pool0", nn.MaxPool2d(3, 2, 1))]
+        k, s, p = (3, 1, 1) if small else (7, 2, 3)
+        stem = [("conv0", nn.Conv2d(in_channels, c, k, s, p, bias=False)),
+                ("norm0", nn.BatchNorm2d(c)), ("relu0", nn.ReLU(inplace=True)),
+                ("pool0", nn.MaxPool2d(3, 2, 1))]
         self.features = nn.Sequential(OrderedDict(stem))
         for i, n_layers in enumerate(block_config):
             self.features.add_module(f"denseblock{i + 1}", DenseBlock(n_layers, c, growth, bn_size))
@@ -102,8 +99,8 @@ class DenseNet(nn.Module):
 
 
 def _plan(input_size: int, small: bool) -> list[Reduction]:
-    stem = [conv(3, 1, 1)] if small else [conv(7, 2, 3), maxpool(3, 2, 1)]
-    return stem + [avgpool(2, 2)] * 3
+    first = conv(3, 1, 1) if small else conv(7, 2, 3)
+    return [first, maxpool(3, 2, 1)] + [avgpool(2, 2)] * 3
 
 
 @register_model(
@@ -118,9 +115,13 @@ def _plan(input_size: int, small: bool) -> list[Reduction]:
             "A small growth rate: every layer adds only a few channels",
             "Transition layers (1x1 conv + 2x2 average pooling) compress between blocks",
         ),
+        version=2,  # 2: the small-input stem keeps one 2x downsampling
         canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
         small={"input_size": 32, "in_channels": 3, "num_classes": 10, "width": 0.25},
-        adaptation="First convolution 3x3 stride 1 (instead of 7x7 stride 2), no max pooling.",
+        adaptation=(
+            "First convolution 3x3 stride 1 (instead of 7x7 stride 2), then the usual 3x3 "
+            "stride-2 max pooling, so a 32 px input reaches the first dense block at 16x16."
+        ),
         notes="Blocks of 6, 12, 24, 16 layers; growth 32; 1x1 bottlenecks of 4 x growth.",
     ),
     _plan,

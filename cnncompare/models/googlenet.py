@@ -44,7 +44,7 @@ class GoogLeNetOutputs(NamedTuple):
 
 
 def _plan(input_size: int, small: bool) -> list[Reduction]:
-    stem = [conv(3, 1, 1), conv(1), conv(3, 1, 1)] if small else [
+    stem = [conv(3, 1, 1), conv(1), conv(3, 1, 1), maxpool(3, 2, ceil_mode=True)] if small else [
         conv(7, 2, 3), maxpool(3, 2, ceil_mode=True), conv(1), conv(3, 1, 1),
         maxpool(3, 2, ceil_mode=True)]
     return stem + [maxpool(3, 2, ceil_mode=True), maxpool(2, 2, ceil_mode=True)]
@@ -107,7 +107,7 @@ class GoogLeNet(nn.Module):
             self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.conv2 = BasicConv2d(c64, c64, 1)
         self.conv3 = BasicConv2d(c64, c192, 3, padding=1)
-        self.maxpool2 = nn.Identity() if small else nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         c_in = c192
         aux_in = {}
         for name, spec in INCEPTIONS:
@@ -164,11 +164,13 @@ class GoogLeNet(nn.Module):
             "1x1 convolutions reduce channels before the expensive branches",
             "Global average pooling; auxiliary classifiers during training",
         ),
+        version=2,  # 2: the small-input stem keeps one 2x downsampling
         canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
         small={"input_size": 28, "in_channels": 1, "num_classes": 10, "width": 0.25},
         adaptation=(
-            "Stem is a 3x3 stride-1 convolution and neither of the stem's max poolings is "
-            "kept, so a 28 or 32 px map reaches the Inception modules at full size."
+            "Stem is a 3x3 stride-1 convolution (instead of 7x7 stride 2) and only the second "
+            "of its two max poolings is kept, so a 28 px map reaches the Inception modules at "
+            "14x14 (the ImageNet stem hands them 28x28 from 224)."
         ),
         notes=(
             "torchvision's layout: batch normalisation after every convolution and a 3x3 "

@@ -1,0 +1,179 @@
+"""``profile`` and ``bench``: what the networks cost, from the command line.
+
+    python -m cnncompare profile --models resnet18,alexnet --format csv
+    python -m cnncompare profile --model resnet18 --layers
+    python -m cnncompare bench --models lenet,resnet18 --batch-sizes 1,8 --device cpu
+
+Numbers are written raw (counts, MB, ms), never as "1.8 G" strings, so that the CSV and
+JSON outputs can be read back by a program. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+import pandas as pd
+
+from cnncompare.cli import CliError, add_format, emit, parse_list
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``profile`` and ``bench`` subcommands."""
+    p = subparsers.add_parser(
+        "profile",
+        help="parameters, MACs, FLOPs and memory per model, or a layer table",
+        description="Parameters, MACs (fvcore: one multiply-add = 1), FLOPs (torch's "
+                    "FlopCounterMode: one multiply-add = 2) and memory, per image. Cached "
+                    "on disk: a second call is instant.",
+    )
+    _add_models(p)
+    _add_config(p)
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--layers", action="store_true",
+                      help="the layer table (shapes, shape arithmetic, params, MACs per layer)")
+    view.add_argument("--by-module", action="store_true", help="MACs and params per module")
+    view.add_argument("--by-operator", action="store_true",
+                      help="MACs (fvcore) and FLOPs (torch) per operator")
+    p.add_argument("--depth", type=int, default=1,
+                   help="module depth for --by-module (default: 1, the top-level blocks)")
+    add_format(p)
+    p.set_defaults(func=cmd_profile)
+
+    b = subparsers.add_parser(
+        "bench",
+        help="latency, throughput and peak memory per model and batch size",
+        description="Warm-up, then timed steps (synchronised); median and p90 ms, "
+                    "images/s, measured peak memory and the share of the machine's "
+                    "matmul peak. Progress on stderr.",
+    )
+    _add_models(b)
+    _add_config(b)
+    b.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8 (default: 1)")
+    b.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    b.add_argument("--mode", choices=("infer", "train"), default="infer",
+                   help="inference forward pass or one training step (default: infer)")
+    b.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "amp"),
+                   default="float32", help="weights and inputs dtype, or amp (autocast)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
+    b.add_argument("--iters", type=int, default=20, help="timed steps at most (default: 20)")
+    b.add_argument("--max-seconds", type=float, default=10.0,
+                   help="stop timing a row after this long, after 3 steps (default: 10)")
+    b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as is)")
+    b.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
+    b.add_argument("--reuse", action="store_true",
+                   help="reuse rows measured before with the same settings (default: measure)")
+    add_format(b)
+    b.set_defaults(func=cmd_bench)
+
+
+def _add_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", "--model", dest="models", required=True,
+                   help="comma-separated model names (see `python -m cnncompare list`)")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration (default: each model's canonical one)")
+    g.add_argument("--preset", choices=("canonical", "small"), default=None,
+                   help="start from each model's canonical or recommended small configuration")
+    g.add_argument("--input-size", type=int, default=None, help="square input side in pixels")
+    g.add_argument("--in-channels", type=int, default=None, help="input channels")
+    g.add_argument("--num-classes", type=int, default=None, help="output classes")
+    g.add_argument("--width", type=float, default=None, help="channel width multiplier")
+
+
+def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("input_size", "in_channels", "num_classes", "width")
+    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+
+
+def _configs(args: argparse.Namespace) -> list:
+    """Resolve every model's configuration first, so a bad one fails before any work."""
+    from cnncompare import profiling
+    from cnncompare.registry import resolve_config
+
+    names = parse_list(args.models, str, "model name")
+    kwargs = _config_kwargs(args)
+    if args.preset:
+        return [profiling.preset_config(n, args.preset, **kwargs) for n in names]
+    return [resolve_config(n, **kwargs) for n in names]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from cnncompare import profiling
+
+    cfgs = _configs(args)
+    if args.depth < 1:
+        raise CliError(f"--depth must be at least 1, got {args.depth}")
+    frames = []
+    for cfg in cfgs:
+        prof = profiling.analyze(cfg)
+        if args.layers:
+            frame = prof.layer_table()
+        elif args.by_module:
+            frame = prof.by_module(args.depth)
+        elif args.by_operator:
+            frame = prof.by_operator()
+        else:
+            frames.append(_summary_row(cfg, prof.summary()))
+            continue
+        frame.insert(0, "model", cfg.name)
+        frames.append(frame)
+    if args.layers or args.by_module or args.by_operator:
+        out = pd.concat(frames, ignore_index=True)
+    else:
+        out = pd.DataFrame(frames)
+    emit(out, args.format)
+    return 0
+
+
+def _summary_row(cfg, summary: dict[str, Any]) -> dict[str, Any]:
+    row = {"model": cfg.name, "input": f"{cfg.in_channels}x{cfg.input_size}x{cfg.input_size}",
+           "width": cfg.width, "num_classes": cfg.num_classes}
+    row.update(summary)
+    return row
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cnncompare import benchmark
+
+    cfgs = _configs(args)
+    sizes = benchmark.check_batch_sizes(parse_list(args.batch_sizes, int, "batch size"))
+    settings = benchmark.BenchSettings(
+        mode=args.mode, device=args.device, dtype=args.dtype, warmup=args.warmup,
+        iters=args.iters, max_seconds=args.max_seconds, measure_memory=not args.no_memory,
+        threads=args.threads,
+    )
+    from cnncompare.devices import resolve_device
+
+    resolve_device(settings.device)  # a missing device fails here, before any model is built
+    frame = benchmark.benchmark_models(cfgs, sizes, settings, cache=args.reuse,
+                                       progress=StderrProgress())
+    emit(frame, args.format)
+    return 0
+
+
+class StderrProgress:
+    """Progress on stderr: one rewritten line on a terminal, a few plain lines otherwise."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        line = f"[{fraction:4.0%}] {message}"
+        if self.tty:
+            end = "\n" if fraction >= 1 else ""
+            self.stream.write(f"\r{line[:100]:<100}{end}")
+        elif not any(w in message for w in ("warm-up", "timed step")) or _last_step(message):
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _last_step(message: str) -> bool:
+    """True for ``"... timed step 20/20"``: the end of a row's timing."""
+    tail = message.rsplit(" ", 1)[-1]
+    done, _, total = tail.partition("/")
+    return "timed step" in message and done == total

@@ -1,0 +1,155 @@
+"""Profile & Benchmark: what each network costs, counted and measured on this machine."""
+
+import streamlit as st
+
+from cnncompare import list_models, plots, ui
+from cnncompare.benchmark import DTYPES, BenchSettings
+from cnncompare.profiling import MACS_VS_FLOPS
+
+st.title("Profile & Benchmark")
+st.caption(
+    "Parameters, MACs and FLOPs are counted (the same on every machine); latency, "
+    "throughput and peak memory are measured here, with the device beside every figure."
+)
+
+MODELS = list_models()
+DEFAULT = ["lenet", "alexnet", "vgg11", "resnet18"]
+names = tuple(st.multiselect("Models", MODELS, default=DEFAULT, key="prof-models"))
+preset, config = ui.config_picker("prof")
+if not names:
+    st.info("Pick at least one model.")
+    st.stop()
+
+try:
+    costs = ui.cost_table(names, preset, config)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+
+COST_COLUMNS = {
+    "model": "Model",
+    "input": st.column_config.TextColumn("Input", help="channels x height x width"),
+    "width": st.column_config.NumberColumn("Width", format="%.3g"),
+    "params": st.column_config.NumberColumn("Parameters", format="localized"),
+    "macs": st.column_config.NumberColumn("MACs", help="fvcore multiply-adds per image",
+                                          format="localized"),
+    "flops": st.column_config.NumberColumn(
+        "FLOPs", help="torch FlopCounterMode, forward, per image", format="localized"),
+    "train_flops": st.column_config.NumberColumn(
+        "Train FLOPs", help="forward + backward of one training step, per image",
+        format="localized"),
+    "param_mb": st.column_config.NumberColumn("Params (MB)", format="%.2f"),
+    "activation_mb": st.column_config.NumberColumn(
+        "Activations (MB)", help="sum of layer outputs for one image (estimate)", format="%.2f"),
+    "median_ms": st.column_config.NumberColumn("Latency (ms)", format="%.2f"),
+    "throughput": st.column_config.NumberColumn("Images/s", format="%.0f"),
+    "peak_mem_mb": st.column_config.NumberColumn("Peak memory (MB)", format="%.1f"),
+    "skipped_ops": st.column_config.TextColumn("Not counted by fvcore"),
+}
+
+st.subheader("Cost per image")
+st.caption(MACS_VS_FLOPS)
+cost_table_slot = st.empty()
+ui.csv_download(costs, "cnncompare-costs.csv", key="dl-costs")
+
+tab_bars, tab_bubble = st.tabs(["Side by side", "MACs against parameters"])
+with tab_bars:
+    st.plotly_chart(plots.cost_bars(costs), key="prof-bars")
+with tab_bubble:
+    st.plotly_chart(plots.macs_params_bubble(costs, size="activation_mb",
+                                             title="Bubble area: activations per image"),
+                    key="prof-bubble")
+
+st.subheader("Where the MACs go")
+depth = st.radio("Module depth", [1, 2], horizontal=True, key="prof-depth",
+                 format_func=lambda d: "top-level blocks" if d == 1 else "one level deeper")
+modules = ui.module_table(names, preset, config, depth)
+st.plotly_chart(plots.module_breakdown(modules), key="prof-modules")
+with st.expander("Per-module table"):
+    st.dataframe(modules, hide_index=True, key="prof-modules-table", column_config={
+        "params": st.column_config.NumberColumn("Parameters", format="localized"),
+        "macs": st.column_config.NumberColumn("MACs", format="localized"),
+        "share": st.column_config.NumberColumn("Share of MACs", format="percent"),
+    })
+    ui.csv_download(modules, "cnncompare-modules.csv", key="dl-modules")
+
+skipped = ui.skipped_table(names, preset, config)
+st.markdown("**Operators fvcore skipped** (run, but not in the MACs column)")
+st.dataframe(skipped, hide_index=True, key="prof-skipped")
+ui.csv_download(skipped, "cnncompare-skipped-ops.csv", key="dl-skipped")
+
+st.subheader("Benchmark on this machine")
+with st.form("bench-form"):
+    c1, c2, c3 = st.columns(3)
+    batch_sizes = tuple(sorted(c1.multiselect("Batch sizes", [1, 2, 4, 8, 16, 32, 64],
+                                              default=[1, 8], key="bench-batches")))
+    mode = c2.radio("Step", ["infer", "train"], horizontal=True, key="bench-mode",
+                    format_func={"infer": "Inference", "train": "Training step"}.get)
+    device = c3.selectbox("Device", ui.available_devices(), key="bench-device")
+    c4, c5, c6 = st.columns(3)
+    dtype = c4.selectbox("Dtype", DTYPES, key="bench-dtype",
+                         help="amp: autocast (float16 on CUDA, bfloat16 on the CPU)")
+    # The defaults match the Compare page's batch-1 benchmark, so each reuses the other's rows.
+    iters = int(c5.number_input("Timed steps (at most)", 3, 200, 15, key="bench-iters"))
+    max_seconds = float(c6.number_input("Seconds per row (at most)", 0.5, 120.0, 3.0,
+                                        key="bench-seconds"))
+    fresh = st.checkbox("Measure again (ignore rows measured before)", key="bench-fresh")
+    run = st.form_submit_button("Run benchmark", icon=":material/speed:", type="primary")
+
+bench = None
+if batch_sizes:
+    settings = BenchSettings(mode=mode, device=device, dtype=dtype, iters=iters,
+                             max_seconds=max_seconds)
+    try:
+        if run:
+            bench = ui.run_benchmark(names, batch_sizes, settings, preset, config,
+                                     reuse=not fresh)
+        else:
+            bench = ui.cached_benchmark(names, batch_sizes, settings, preset, config)
+    except ValueError as exc:
+        st.error(str(exc))
+else:
+    st.info("Pick at least one batch size.")
+
+combined = costs
+if bench is not None and len(bench):
+    first = bench[bench["batch_size"] == bench["batch_size"].min()]
+    combined = costs.merge(first[["model", "median_ms", "throughput", "peak_mem_mb"]],
+                           on="model", how="left")
+shown = [c for c in COST_COLUMNS if c in combined.columns]
+cost_table_slot.dataframe(combined[shown], hide_index=True, column_config=COST_COLUMNS,
+                          key="prof-costs")
+
+if bench is None or not len(bench):
+    st.caption("No benchmark for these settings yet: press **Run benchmark**. Results are "
+               "kept, so the page shows them at once next time.")
+else:
+    row = bench.iloc[0]
+    st.caption(
+        f"{row['device_name']} · {row['dtype']} · torch {row['torch']} · "
+        f"{row['threads']} threads · peak matmul {row['peak_gflops']:.0f} GFLOP/s · "
+        f"memory: {row['mem_method']}"
+    )
+    shown_bench = ["model", "config", "batch_size", "median_ms", "p90_ms", "throughput",
+                   "peak_mem_mb", "est_mem_mb", "achieved_gflops", "peak_share", "iters",
+                   "cached"]
+    st.dataframe(bench[shown_bench], hide_index=True, key="bench-table", column_config={
+        "median_ms": st.column_config.NumberColumn("Median (ms)", format="%.3f"),
+        "p90_ms": st.column_config.NumberColumn("p90 (ms)", format="%.3f"),
+        "throughput": st.column_config.NumberColumn("Images/s", format="%.1f"),
+        "peak_mem_mb": st.column_config.NumberColumn("Peak memory (MB)", format="%.2f"),
+        "est_mem_mb": st.column_config.NumberColumn("Estimated memory (MB)", format="%.2f"),
+        "achieved_gflops": st.column_config.NumberColumn("GFLOP/s", format="%.2f"),
+        "peak_share": st.column_config.NumberColumn("Share of peak", format="percent"),
+        "cached": st.column_config.CheckboxColumn("From cache"),
+    })
+    st.caption("The CSV holds every column: device, thread count, dtype and torch version "
+               "included.")
+    ui.csv_download(bench, "cnncompare-benchmark.csv", key="dl-bench")
+    lat, thr, mem = st.tabs(["Latency", "Throughput", "Memory"])
+    with lat:
+        st.plotly_chart(plots.batch_curves(bench, "median_ms"), key="bench-latency")
+    with thr:
+        st.plotly_chart(plots.batch_curves(bench, "throughput"), key="bench-throughput")
+    with mem:
+        st.plotly_chart(plots.batch_curves(bench, "peak_mem_mb"), key="bench-memory")

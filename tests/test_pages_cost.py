@@ -1,0 +1,90 @@
+"""The Architectures and Profile & Benchmark pages render (Streamlit's AppTest)."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from cnncompare import benchmark, count_params
+from tests.conftest import REPO
+
+TIMEOUT = 120
+
+
+def _page(name: str) -> AppTest:
+    return AppTest.from_file(str(REPO / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+
+
+def _downloads(at: AppTest) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+def test_architectures_page():
+    at = _page("architectures").run()
+    assert not at.exception
+    assert at.title[0].value == "Architectures"
+    # The main layer table and the two side-by-side tables, each downloadable.
+    assert len(at.dataframe) == 3
+    assert len(_downloads(at)) == 3
+    main = at.dataframe[0].value
+    assert {"layer", "shape_arithmetic", "params", "macs"} <= set(main.columns)
+    assert main["params"].sum() == count_params("resnet18", input_size=32, width=0.25)
+    assert "Residual shortcuts" in " ".join(m.value for m in at.markdown)
+    assert any(m.label == "Parameters" for m in at.metric)
+
+    at.selectbox(key="arch-model").set_value("lenet5").run()
+    assert not at.exception
+    assert at.dataframe[0].value["params"].sum() == 61_706
+
+
+def test_architectures_page_reports_an_impossible_input():
+    at = _page("architectures").run()
+    at.radio(key="arch-config").set_value("custom").run()
+    at.number_input(key="arch-size").set_value(2).run()
+    assert not at.exception
+    assert any("needs an input of at least" in e.value for e in at.error)
+
+
+def test_profile_page_tables_and_downloads():
+    at = _page("profile_bench").run()
+    assert not at.exception
+    assert at.title[0].value == "Profile & Benchmark"
+    costs = at.dataframe[0].value
+    assert list(costs["model"]) == ["lenet", "alexnet", "vgg11", "resnet18"]
+    assert {"params", "macs", "flops", "param_mb", "activation_mb"} <= set(costs.columns)
+    # Costs, per-module and skipped-operator tables; no benchmark has run yet.
+    assert len(at.dataframe) == 3
+    assert len(_downloads(at)) == 3
+    assert any("Run benchmark" in c.value for c in at.caption)
+
+
+def test_profile_page_runs_a_benchmark_then_shows_it_from_cache(monkeypatch):
+    calls = []
+    real = benchmark.benchmark_one
+    monkeypatch.setattr(benchmark, "benchmark_one",
+                        lambda *a, **k: calls.append(a[0].name) or real(*a, **k))
+    at = _page("profile_bench").run()
+    at.multiselect(key="prof-models").set_value(["lenet", "alexnet"])
+    at.multiselect(key="bench-batches").set_value([1, 2])
+    at.number_input(key="bench-iters").set_value(3)
+    at.number_input(key="bench-seconds").set_value(1.0)
+    at.button(key="FormSubmitter:bench-form-Run benchmark").click().run()
+    assert not at.exception
+    assert sorted(calls) == ["alexnet", "alexnet", "lenet", "lenet"]
+    bench = at.dataframe[-1].value
+    assert list(zip(bench["model"], bench["batch_size"], strict=True)) == [
+        ("lenet", 1), ("lenet", 2), ("alexnet", 1), ("alexnet", 2)]
+    assert (bench["median_ms"] > 0).all()
+    assert "dl-bench" in [b.key for b in at.get("download_button")]
+    # The cost table gains the measured latency.
+    assert at.dataframe[0].value["median_ms"].notna().all()
+
+    # A fresh session shows the same rows from the disk cache, measuring nothing.
+    again = _page("profile_bench")
+    again.session_state["prof-models"] = ["lenet", "alexnet"]
+    again.session_state["bench-batches"] = [1, 2]
+    again.session_state["bench-iters"] = 3
+    again.session_state["bench-seconds"] = 1.0
+    again.run()
+    assert not again.exception
+    assert len(calls) == 4
+    assert list(again.dataframe[-1].value["median_ms"]) == list(bench["median_ms"])

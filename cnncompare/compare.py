@@ -41,3 +41,68 @@ def pareto_frontier_line(frame: pd.DataFrame, cost: str = "macs",
     """The front's points sorted by cost: the staircase to draw on the chart."""
     front = frame[pareto_front(frame, cost, score)]
     return front.sort_values(cost)[[cost, score]]
+
+
+RESULT_COLUMNS = [
+    "label", "model", "dataset", "status", "test_acc", "best_test_acc", "epochs_done",
+    "seconds", "params", "macs", "flops", "latency_ms", "peak_mem_mb", "mem_method",
+    "input", "width", "train_size", "test_size", "batch_size", "lr", "optimizer", "seed",
+    "run_id",
+]
+
+
+def run_model_config(record: dict):
+    """The exact :class:`~cnncompare.registry.ModelConfig` a stored run trained."""
+    from cnncompare.registry import ModelConfig
+
+    return ModelConfig(**record["model_config"])
+
+
+def results_table(store, run_ids, *, bench: str = "cached", device: str = "auto",
+                  progress=None, cancel=None) -> pd.DataFrame:
+    """One row per run: final metrics, the model's cost and (optionally) its speed.
+
+    Cost (``params``, ``macs`` from fvcore, ``flops`` from torch) is profiled for the exact
+    configuration each run trained (cached on disk). ``bench`` says where latency and peak
+    memory (batch 1, inference) come from: ``"cached"`` reads earlier measurements only,
+    ``"measure"`` measures what is missing, ``"none"`` leaves them out.
+    """
+    from cnncompare import benchmark, profiling
+
+    runs = store.runs()
+    runs = runs[runs["run_id"].isin(list(run_ids))].reset_index(drop=True)
+    if runs.empty:
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    cfgs = [run_model_config(store.run(rid)) for rid in runs["run_id"]]
+    costs = pd.DataFrame([profiling.cost_summary(c) for c in cfgs])
+    out = runs.copy()
+    out["label"] = run_labels(runs)
+    out["params"] = costs["params"].to_numpy()
+    out["macs"] = costs["macs"].to_numpy()
+    out["flops"] = costs["flops"].to_numpy()
+    out["input"] = [f"{c.in_channels}x{c.input_size}x{c.input_size}" for c in cfgs]
+    out["latency_ms"] = np.nan
+    out["peak_mem_mb"] = np.nan
+    out["mem_method"] = ""
+    if bench != "none":
+        settings = benchmark.BenchSettings(device=device, iters=15, max_seconds=3.0)
+        unique = list({c.key(): c for c in cfgs}.values())
+        rows = benchmark.benchmark_models(unique, [1], settings, only_cached=bench == "cached",
+                                          progress=progress, cancel=cancel)
+        by_config = rows.set_index("config_key")
+        for i, cfg in enumerate(cfgs):
+            if cfg.key() in by_config.index:
+                row = by_config.loc[cfg.key()]
+                out.loc[i, ["latency_ms", "peak_mem_mb"]] = [row["median_ms"], row["peak_mem_mb"]]
+                out.loc[i, "mem_method"] = row["mem_method"]
+    return out[RESULT_COLUMNS]
+
+
+def per_class_accuracy(matrix, class_names) -> pd.DataFrame:
+    """Recall per class from a confusion matrix (rows: true class); NaN for an empty class."""
+    m = np.asarray(matrix, dtype=float)
+    totals = m.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(totals > 0, np.diag(m) / totals, np.nan)
+    return pd.DataFrame({"class": [str(c) for c in class_names], "accuracy": acc,
+                         "images": totals.astype(int)})

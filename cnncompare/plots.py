@@ -79,6 +79,7 @@ _METRIC_LABELS = {
     "macs": "MACs per image (fvcore)",
     "seconds": "training time (s)",
     "median_ms": "latency, median (ms)",
+    "latency_ms": "latency, median, batch 1 (ms)",
     "peak_mem_mb": "peak memory (MB)",
     "images_per_s": "throughput (images/s)",
 }
@@ -150,4 +151,158 @@ def per_class_accuracy(frame: pd.DataFrame, title: str | None = None) -> go.Figu
     fig = px.bar(frame, x="class", y="accuracy", range_y=[0, 1],
                  labels={"accuracy": "accuracy (fraction)", "class": "class"})
     fig.update_xaxes(type="category")
+    return _style(fig, title)
+
+
+def topk_bars(frame: pd.DataFrame, model: str | None = None,
+              title: str | None = None) -> go.Figure:
+    """Horizontal bars of ``probability`` per ``class``, best on top, in ``model``'s colour."""
+    color = model_color(model) if model else _FALLBACK[0]
+    labels: list[str] = []
+    for c in frame["class"]:  # ImageNet has a few repeated names ("crane"): keep both bars
+        label = str(c)
+        while label in labels:
+            label += " "
+        labels.append(label)
+    fig = go.Figure(go.Bar(
+        x=frame["probability"], y=labels, orientation="h", marker_color=color,
+        text=[f"{p:.1%}" for p in frame["probability"]], textposition="auto",
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+    ))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title="probability")
+    fig.update_yaxes(type="category", autorange="reversed", categoryorder="array",
+                     categoryarray=labels)
+    fig.update_layout(height=60 + 32 * len(labels), showlegend=False)
+    return _style(fig, title)
+
+
+# --- Profile & Benchmark and Architectures pages: cost, speed, layers ---------------------
+
+_COST_LABELS = {
+    "params": "parameters (count)",
+    "trainable_params": "trainable parameters (count)",
+    "macs": "MACs per image (fvcore multiply-adds)",
+    "flops": "FLOPs per image (torch, forward)",
+    "train_flops": "FLOPs per image (torch, training step)",
+    "param_mb": "parameter memory (MB)",
+    "activation_mb": "activations per image (MB, estimate)",
+    "median_ms": "latency, median (ms)",
+    "latency_ms": "latency, median, batch 1 (ms)",
+    "p90_ms": "latency, p90 (ms)",
+    "throughput": "throughput (images/s)",
+    "peak_mem_mb": "measured peak memory (MB)",
+    "est_mem_mb": "estimated memory (MB)",
+    "achieved_gflops": "achieved GFLOP/s",
+    "peak_share": "share of the matmul peak (fraction)",
+    "batch_size": "batch size (images)",
+    "share": "share of the model's MACs (fraction)",
+}
+
+
+def cost_label(column: str) -> str:
+    """Axis label, with its unit, for a cost or benchmark column."""
+    return _COST_LABELS.get(column, metric_label(column))
+
+
+_SHORT_COST_LABELS = {
+    "params": "parameters",
+    "macs": "MACs / image",
+    "flops": "FLOPs / image",
+    "train_flops": "training FLOPs / image",
+    "param_mb": "parameters (MB)",
+    "activation_mb": "activations (MB / image)",
+    "median_ms": "latency (ms)",
+    "throughput": "images / s",
+    "peak_mem_mb": "peak memory (MB)",
+}
+
+
+def cost_bars(frame: pd.DataFrame, metrics=("params", "macs", "flops", "param_mb",
+                                            "activation_mb"),
+              log: bool = True, title: str | None = None) -> go.Figure:
+    """Side-by-side bar charts, one per metric column, one bar per ``model``.
+
+    Each panel's title names the metric and its unit (the y axes are log when ``log``).
+    """
+    from plotly.subplots import make_subplots
+
+    metrics = [m for m in metrics if m in frame.columns]
+    fig = make_subplots(rows=1, cols=max(len(metrics), 1), horizontal_spacing=0.05,
+                        subplot_titles=[_SHORT_COST_LABELS.get(m, cost_label(m))
+                                        for m in metrics])
+    colors = color_map(frame["model"])
+    for i, metric in enumerate(metrics, start=1):
+        fig.add_trace(go.Bar(
+            x=frame["model"], y=frame[metric], marker_color=[colors[m] for m in frame["model"]],
+            name=metric, showlegend=False,
+            hovertemplate=f"%{{x}}: %{{y:,.4g}} ({cost_label(metric)})<extra></extra>",
+        ), row=1, col=i)
+        fig.update_yaxes(type="log" if log else "linear", row=1, col=i)
+    fig.update_yaxes(title_text="log scale" if log else "", row=1, col=1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=380)
+    return _style(fig, title)
+
+
+def macs_params_bubble(frame: pd.DataFrame, size: str = "activation_mb",
+                       title: str | None = None) -> go.Figure:
+    """MACs against parameters (log-log), one bubble per model, area ~ ``size``."""
+    fig = px.scatter(
+        frame, x="params", y="macs", size=size if size in frame.columns else None,
+        color="model", text="model", color_discrete_map=color_map(frame["model"]),
+        log_x=True, log_y=True, size_max=50,
+        labels={"params": cost_label("params") + ", log", "macs": cost_label("macs") + ", log",
+                size: cost_label(size)},
+    )
+    fig.update_traces(textposition="top center")
+    return _style(fig, title)
+
+
+def batch_curves(frame: pd.DataFrame, y: str = "median_ms",
+                 title: str | None = None) -> go.Figure:
+    """``y`` (latency or throughput) against batch size, one line per model."""
+    fig = go.Figure()
+    for model, rows in frame.sort_values("batch_size").groupby("model", sort=False):
+        fig.add_trace(go.Scatter(
+            x=rows["batch_size"], y=rows[y], mode="lines+markers", name=str(model),
+            line=dict(color=model_color(str(model))),
+            hovertemplate=f"{model}<br>batch %{{x}}<br>{cost_label(y)}: %{{y:,.4g}}<extra></extra>",
+        ))
+    fig.update_xaxes(title=cost_label("batch_size") + ", log", type="log")
+    fig.update_yaxes(title=cost_label(y) + ", log", type="log")
+    return _style(fig, title)
+
+
+def module_breakdown(frame: pd.DataFrame, value: str = "share",
+                     title: str | None = None) -> go.Figure:
+    """Where each model's MACs go: one horizontal bar per ``model``, a segment per ``module``.
+
+    Segments are labelled with the module's name (where they are wide enough) and
+    outlined in the model's colour; the hover gives type, MACs and parameters.
+    """
+    fig = px.bar(frame, x=value, y="model", color="model", orientation="h", text="module",
+                 color_discrete_map=color_map(frame["model"]),
+                 hover_data={"module": True, "type": True, "macs": ":,.0f",
+                             "params": ":,.0f"},
+                 labels={value: cost_label(value), "model": "model", "module": "module"})
+    fig.update_traces(textposition="inside", insidetextanchor="middle",
+                      marker_line_color="white", marker_line_width=1.5)
+    fig.update_layout(barmode="stack", showlegend=False, uniformtext_minsize=9,
+                      uniformtext_mode="hide", height=140 + 45 * frame["model"].nunique())
+    fig.update_yaxes(type="category", autorange="reversed")
+    return _style(fig, title)
+
+
+def layer_cost_bars(layers: pd.DataFrame, model: str, value: str = "macs",
+                    title: str | None = None) -> go.Figure:
+    """One bar per layer with a non-zero ``value`` (MACs or params), in execution order."""
+    rows = layers[layers[value] > 0]
+    fig = go.Figure(go.Bar(
+        x=rows["layer"], y=rows[value], marker_color=model_color(model),
+        customdata=rows[["type", "output_shape"]],
+        hovertemplate="%{x} (%{customdata[0]}, out %{customdata[1]}): %{y:,.0f}<extra></extra>",
+    ))
+    fig.update_xaxes(title="layer (execution order)", type="category", categoryorder="array",
+                     categoryarray=list(rows["layer"]))
+    fig.update_yaxes(title=cost_label(value))
     return _style(fig, title)

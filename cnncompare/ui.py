@@ -32,3 +32,191 @@ def csv_download(frame: pd.DataFrame, filename: str, label: str = "Download CSV"
     """A download button holding exactly ``frame`` as CSV."""
     st.download_button(label, frame.to_csv(index=False).encode(), file_name=filename,
                        mime="text/csv", key=key or f"dl-{filename}", icon=":material/download:")
+
+
+# --- Architectures and Profile & Benchmark pages ------------------------------------------
+
+CONFIG_CHOICES = {
+    "small": "Small (each model's own, trains on a CPU)",
+    "canonical": "Canonical (each model's paper size, e.g. 3x224x224)",
+    "custom": "Custom (the same input for every model)",
+}
+
+
+def config_picker(key: str, default: str = "small") -> tuple[str | None, dict]:
+    """Choose a configuration; returns ``(preset, overrides)`` for ``profiling.config_for``.
+
+    ``small`` and ``canonical`` use each model's own preset; ``custom`` asks for an input
+    size, channels, classes and width shared by every model.
+    """
+    choice = st.radio("Configuration", list(CONFIG_CHOICES), index=list(CONFIG_CHOICES).index(
+        default), format_func=CONFIG_CHOICES.get, key=f"{key}-config", horizontal=True)
+    if choice != "custom":
+        return choice, {}
+    c1, c2, c3, c4 = st.columns(4)
+    config = {
+        "input_size": int(c1.number_input("Input size (px)", 1, 1024, 32, key=f"{key}-size")),
+        "in_channels": int(c2.number_input("Channels", 1, 16, 3, key=f"{key}-channels")),
+        "num_classes": int(c3.number_input("Classes", 1, 100_000, 10, key=f"{key}-classes")),
+        "width": float(c4.number_input("Width", 0.0625, 4.0, 0.25, step=0.0625,
+                                       key=f"{key}-width")),
+    }
+    return None, config
+
+
+@st.cache_data(show_spinner="Profiling (cached on disk after the first time)...")
+def cost_table(names: tuple[str, ...], preset: str | None, config: dict) -> pd.DataFrame:
+    """``profiling.profile_models``: one row of parameters, MACs, FLOPs and memory per model."""
+    from cnncompare import profiling
+
+    return profiling.profile_models(list(names), preset=preset, **config)
+
+
+@st.cache_data(show_spinner="Building the layer table...")
+def layer_table(name: str, preset: str | None, config: dict) -> pd.DataFrame:
+    """The layer table of one model (shapes, shape arithmetic, parameters, MACs)."""
+    from cnncompare import profiling
+
+    return profiling.analyze(profiling.config_for(name, preset, **config)).layer_table()
+
+
+@st.cache_data(show_spinner=False)
+def cost_summary(name: str, preset: str | None, config: dict) -> dict:
+    """Totals for one model (``profiling.cost_summary``) plus its resolved configuration."""
+    from cnncompare import profiling
+
+    cfg = profiling.config_for(name, preset, **config)
+    return dict(profiling.cost_summary(cfg), label=cfg.label(), stem=cfg.stem)
+
+
+@st.cache_data(show_spinner=False)
+def module_table(names: tuple[str, ...], preset: str | None, config: dict,
+                 depth: int = 1) -> pd.DataFrame:
+    """MACs and parameters per module for every model (``model`` column first)."""
+    from cnncompare import profiling
+
+    frames = []
+    for name in names:
+        frame = profiling.analyze(profiling.config_for(name, preset, **config)).by_module(depth)
+        frame.insert(0, "model", name)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@st.cache_data(show_spinner=False)
+def skipped_table(names: tuple[str, ...], preset: str | None, config: dict) -> pd.DataFrame:
+    """The operators fvcore did not count, per model."""
+    from cnncompare import profiling
+
+    frames = []
+    for name in names:
+        frame = profiling.analyze(profiling.config_for(name, preset, **config)).skipped()
+        frame.insert(0, "model", name)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def available_devices() -> list[str]:
+    """``auto`` and ``cpu``, then ``cuda`` and ``mps`` where this machine has them."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def run_benchmark(names: tuple[str, ...], batch_sizes: tuple[int, ...], settings,
+                  preset: str | None, config: dict, *, reuse: bool = True) -> pd.DataFrame:
+    """Run ``benchmark.benchmark_models`` under a progress bar; rows land in the disk cache.
+
+    Stopping the app (or changing a widget) interrupts the run at the next progress
+    update; the rows finished by then stay cached.
+    """
+    from cnncompare import benchmark
+
+    bar = st.progress(0.0, text="Starting the benchmark...")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(fraction, text=message)
+
+    frame = benchmark.benchmark_models(list(names), list(batch_sizes), settings, preset=preset,
+                                       progress=progress, cache=reuse, **config)
+    bar.empty()
+    return frame
+
+
+def cached_benchmark(names: tuple[str, ...], batch_sizes: tuple[int, ...], settings,
+                     preset: str | None, config: dict) -> pd.DataFrame:
+    """The rows of this benchmark already on disk (nothing is measured): instant."""
+    from cnncompare import benchmark
+
+    return benchmark.benchmark_models(list(names), list(batch_sizes), settings, preset=preset,
+                                      only_cached=True, **config)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def run_classifier(run_id: str, home: str, updated_at: str, label: str):
+    """A stored run as a ``classify.Classifier``, loaded once per server.
+
+    ``home`` and ``updated_at`` are part of the key: another results home, or a run
+    trained further, loads afresh.
+    """
+    from cnncompare import classify, store
+
+    return classify.from_run(store.ResultsStore(home), run_id, label=label)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def pretrained_classifier(name: str, torch_dir: str, download: bool = False):
+    """torchvision's ``name`` with ImageNet weights from the torch cache ``torch_dir``.
+
+    Raises ``classify.WeightsUnavailable`` (never cached) when they are not there.
+    """
+    from cnncompare import classify
+
+    return classify.load_pretrained(name, download=download)
+
+
+@st.cache_resource(show_spinner=False)
+def job_manager():
+    """The server's one :class:`~cnncompare.jobs.JobManager`: shared by every session, so a
+    reloaded page finds the training it started."""
+    from cnncompare.jobs import JobManager
+
+    return JobManager()
+
+
+def _runs_stamp(run_ids: tuple[str, ...]) -> str:
+    """Changes whenever one of the runs changes, or the results home does."""
+    from cnncompare import paths
+    from cnncompare.store import ResultsStore
+
+    runs = ResultsStore().runs()
+    rows = runs[runs["run_id"].isin(run_ids)][["run_id", "updated_at"]]
+    return f"{paths.home()}|" + "|".join(map(str, rows.itertuples(index=False)))
+
+
+@st.cache_data(show_spinner="Profiling the chosen runs...", max_entries=32)
+def _results_table(run_ids: tuple[str, ...], stamp: str) -> pd.DataFrame:
+    from cnncompare.compare import results_table
+    from cnncompare.store import ResultsStore
+
+    return results_table(ResultsStore(), run_ids, bench="cached")
+
+
+def results_table(run_ids: tuple[str, ...]) -> pd.DataFrame:
+    """The Compare page's table for ``run_ids`` (cached until one of the runs changes)."""
+    return _results_table(tuple(run_ids), _runs_stamp(tuple(run_ids)))
+
+
+def measure_speed(run_ids: tuple[str, ...], progress=None) -> None:
+    """Benchmark the runs' networks (batch 1) into the on-disk cache, then refresh."""
+    from cnncompare.compare import results_table as table
+    from cnncompare.store import ResultsStore
+
+    table(ResultsStore(), run_ids, bench="measure", progress=progress)
+    _results_table.clear()

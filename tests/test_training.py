@@ -1,0 +1,198 @@
+"""The trainer: configs and keys, accuracy targets, determinism, progress, cancel, resume."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from cnncompare.store import ResultsStore
+from cnncompare.training import (
+    AUX_WEIGHT,
+    TrainConfig,
+    _batches,
+    _loss,
+    build_optimizer,
+    build_scheduler,
+    train_or_load,
+)
+
+TINY = dict(train_size=200, test_size=100)
+
+
+def test_config_validation_is_clear():
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        TrainConfig("lenet", batch_size=0)
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, adam, adamw"):
+        TrainConfig("lenet", optimizer="rmsprop")
+    with pytest.raises(ValueError, match="lr must be"):
+        TrainConfig("lenet", lr=-1.0)
+    with pytest.raises(ValueError, match="Unknown model 'lenett'"):
+        TrainConfig("lenett").key()
+    with pytest.raises(ValueError, match="needs an input of at least"):
+        TrainConfig("vgg11", input_size=8).key()
+
+
+def test_key_is_the_canonical_configuration():
+    base = TrainConfig("resnet18", epochs=2, **TINY)
+    assert base.key() == TrainConfig("resnet18", epochs=2, **TINY).key()
+    # the defaults resolve to the model's small width: saying it explicitly is the same run
+    assert base.key() == TrainConfig("resnet18", epochs=2, width=0.25, input_size=28, **TINY).key()
+    for change in (dict(seed=1), dict(epochs=3), dict(width=0.5), dict(lr=0.01),
+                   dict(in_channels=3), dict(train_size=201)):
+        assert TrainConfig(**{**base.as_dict(), **change}).key() != base.key(), change
+    resolved = base.resolve()
+    assert resolved.canonical["model"]["width"] == 0.25
+    assert resolved.canonical["data"]["train_size"] == 200
+    assert "device" not in str(resolved.canonical)
+    assert hash(base) == hash(TrainConfig.from_dict(base.as_dict()))
+
+
+def test_defaults_come_from_the_dataset_and_the_models_small_configuration():
+    r = TrainConfig("vgg11", **TINY).resolve()
+    mc = r.model_config
+    assert (mc.input_size, mc.in_channels, mc.width, mc.stem) == (28, 1, 0.125, "small")
+    assert (r.data.train_size, r.data.test_size) == (200, 100)
+    assert TrainConfig("lenet").resolve().data.train_size == 1437
+
+
+@pytest.mark.slow
+def test_lenet_reaches_the_digits_target():
+    r = train_or_load(TrainConfig("lenet", epochs=10), device="cpu")
+    assert r.status == "finished" and not r.cached
+    assert r.test_acc >= 0.93, r.history
+    assert list(r.history["epoch"]) == list(range(1, 11))
+    assert r.history["images_per_s"].gt(0).all() and r.train_seconds > 0
+
+
+@pytest.mark.slow
+def test_mnist_test_split_target(mnist_test_root):
+    r = train_or_load(TrainConfig("lenet", dataset="mnist", epochs=5, train_size=8000,
+                                  test_size=2000), data_root=mnist_test_root, device="cpu")
+    assert r.test_acc >= 0.97, r.history
+    assert r.data_meta["variant"] == "test-split"
+
+
+def test_same_seed_same_run_on_cpu(tmp_path):
+    cfg = TrainConfig("lenet", epochs=2, **TINY)
+    a = train_or_load(cfg, store=ResultsStore(tmp_path / "a"), device="cpu")
+    b = train_or_load(cfg, store=ResultsStore(tmp_path / "b"), device="cpu")
+    cols = ["train_loss", "train_acc", "test_loss", "test_acc"]
+    pd.testing.assert_frame_equal(a.history[cols], b.history[cols])
+    ma, _ = ResultsStore(tmp_path / "a").load_model(a.run_id)
+    mb, _ = ResultsStore(tmp_path / "b").load_model(b.run_id)
+    for (k, va), vb in zip(ma.state_dict().items(), mb.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    c = train_or_load(TrainConfig("lenet", epochs=2, seed=1, **TINY),
+                      store=ResultsStore(tmp_path / "c"), device="cpu")
+    assert not a.history[cols].equals(c.history[cols])
+
+
+def test_progress_events_and_cancel_keep_finished_epochs():
+    events: list[dict] = []
+    cancel = threading.Event()
+
+    def progress(e):
+        events.append(e)
+        if e["kind"] == "epoch" and e["epoch"] == 1:
+            cancel.set()
+
+    cfg = TrainConfig("lenet", epochs=3, batch_size=50, **TINY)
+    r = train_or_load(cfg, device="cpu", progress=progress, cancel=cancel)
+    assert r.status == "cancelled" and r.epochs_done == 1 and not r.cached
+    batches = [e for e in events if e["kind"] == "batch"]
+    assert [e["batch"] for e in batches] == [1, 2, 3, 4]
+    assert all(e["batches"] == 4 and e["epochs"] == 3 and e["epoch"] == 1 for e in batches)
+    (epoch,) = [e for e in events if e["kind"] == "epoch"]
+    assert {"train_loss", "train_acc", "test_loss", "test_acc", "seconds",
+            "images_per_s"} <= set(epoch)
+    assert events[-1]["kind"] == "done" and events[-1]["status"] == "cancelled"
+    stored = ResultsStore().run(r.run_id)
+    assert stored["status"] == "unfinished" and stored["epochs_done"] == 1
+
+    # The next call resumes from epoch 2 and ends where an uninterrupted run ends.
+    again: list[dict] = []
+    r2 = train_or_load(cfg, device="cpu", progress=again.append)
+    assert r2.status == "finished" and r2.resumed_from == 1
+    assert [e["epoch"] for e in again if e["kind"] == "epoch"] == [2, 3]
+    fresh = train_or_load(cfg, device="cpu", store=ResultsStore(ResultsStore().home / "x"))
+    cols = ["train_loss", "test_loss", "test_acc"]
+    pd.testing.assert_frame_equal(r2.history[cols], fresh.history[cols])
+
+
+def test_cancel_accepts_a_callable_and_stops_before_any_epoch():
+    r = train_or_load(TrainConfig("lenet", epochs=2, **TINY), device="cpu", cancel=lambda: True)
+    assert r.status == "cancelled" and r.epochs_done == 0 and r.test_acc is None
+    assert not ResultsStore().has(r.run_id)  # nothing finished, nothing kept
+
+
+def test_googlenet_aux_losses_are_weighted():
+    crit = nn.CrossEntropyLoss()
+    y = torch.tensor([0, 1])
+    main, a2, a1 = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
+    loss, logits = _loss((main, a2, a1), y, crit)
+    expect = crit(main, y) + AUX_WEIGHT * (crit(a2, y) + crit(a1, y))
+    assert torch.allclose(loss, expect) and logits is main
+    r = train_or_load(TrainConfig("googlenet", epochs=1, train_size=64, test_size=32,
+                                  model_kwargs={"aux_logits": True}), device="cpu")
+    assert r.status == "finished" and r.model_config["extra"] == {"aux_logits": True}
+    assert r.train_loss == r.train_loss  # finite, not NaN
+
+
+@pytest.mark.parametrize("name", ["alexnet", "nin", "vgg11_bn", "resnet18", "densenet121"])
+def test_every_family_trains_at_its_small_configuration(name):
+    from cnncompare.registry import model_info
+
+    small = model_info(name).small
+    r = train_or_load(TrainConfig(name, epochs=1, train_size=48, test_size=20,
+                                  input_size=small["input_size"],
+                                  in_channels=small["in_channels"]), device="cpu")
+    assert r.status == "finished" and 0 <= r.test_acc <= 1
+    assert r.model_config["width"] == small["width"]
+
+
+def test_cpu_mixed_precision_path_runs():
+    r = train_or_load(TrainConfig("lenet", epochs=1, **TINY), device="cpu", amp=True,
+                      channels_last=False)
+    assert r.status == "finished" and r.test_acc > 0.2
+
+
+def test_schedulers_and_optimizers():
+    p = [nn.Parameter(torch.zeros(1))]
+    for name, expect in (("step", [1.0, 1.0, 0.1, 0.01]),
+                         ("cosine", [1.0, 0.8536, 0.5, 0.1464])):
+        cfg = TrainConfig("lenet", epochs=4, lr=1.0, scheduler=name)
+        opt = build_optimizer(cfg, p, torch.device("cpu"))
+        sched = build_scheduler(cfg, opt)
+        lrs = []
+        for _ in range(4):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert lrs == pytest.approx(expect, abs=1e-4), name
+    assert build_scheduler(TrainConfig("lenet"), opt) is None
+    sgd = build_optimizer(TrainConfig("lenet", optimizer="sgd", weight_decay=5e-4), p,
+                          torch.device("cpu"))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+    assert isinstance(build_optimizer(TrainConfig("lenet", optimizer="adamw"), p,
+                                      torch.device("cpu")), torch.optim.AdamW)
+
+
+def test_a_last_batch_of_one_is_dropped():
+    assert _batches(129, 64) == [(0, 64), (64, 128)]
+    assert _batches(130, 64)[-1] == (128, 130)
+    assert _batches(1, 64) == [(0, 1)]
+
+
+def test_large_datasets_are_normalised_per_batch_with_the_same_result(monkeypatch, tmp_path):
+    import cnncompare.training as training
+
+    cfg = TrainConfig("lenet", epochs=1, **TINY)
+    whole = train_or_load(cfg, device="cpu", store=ResultsStore(tmp_path / "a"))
+    monkeypatch.setattr(training, "PRENORMALIZE_BYTES", 0)
+    per_batch = train_or_load(cfg, device="cpu", store=ResultsStore(tmp_path / "b"))
+    cols = ["train_loss", "test_loss", "test_acc"]
+    pd.testing.assert_frame_equal(whole.history[cols], per_batch.history[cols])

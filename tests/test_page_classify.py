@@ -1,0 +1,170 @@
+"""The Classify page (Streamlit's AppTest): uploads good and hostile, samples, models."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from cnncompare import classify as C
+from cnncompare.paths import SAMPLES_DIR
+from tests.conftest import REPO
+from tests.image_corpus import corpus
+
+PAGE = str(REPO / "views" / "classify.py")
+MIME = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp",
+        "bmp": "image/bmp"}
+
+
+@pytest.fixture(scope="session")
+def lenet_run(tmp_path_factory):
+    from tests.trained_lenet import quick_lenet
+
+    return quick_lenet(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def offline_torch(tmp_path, monkeypatch):
+    """An empty torch cache, and a network that is never reached."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    calls: list[str] = []
+
+    def no_network(url, *args, **kwargs):
+        calls.append(url)
+        raise urllib.error.URLError("network is unreachable (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return calls
+
+
+@pytest.fixture
+def page_with_lenet(lenet_run, monkeypatch, offline_torch) -> AppTest:
+    home, _ = lenet_run
+    monkeypatch.setenv("CNNCOMPARE_HOME", str(home))
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    return at
+
+
+def _texts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    mime = MIME.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+    at.file_uploader(key="classify_upload").set_value((name, data, mime))
+    return at.run()
+
+
+def test_every_corpus_upload_gets_a_message_or_a_prediction(page_with_lenet):
+    at = page_with_lenet
+    for case in corpus():
+        _upload(at, case.name, case.data)
+        assert not at.exception, (case.name, at.exception)
+        errors = _texts(at, "error")
+        if case.usable:
+            assert errors == [], (case.name, errors)
+            line = _texts(at, "markdown")
+            assert any(t.startswith("One model: it says **") for t in line), case.name
+            assert any(c.startswith("Prediction: ") and " ms " in c
+                       for c in _texts(at, "caption")), case.name
+        else:
+            assert len(errors) == 1, (case.name, errors)
+            assert errors[0].startswith(f"**{case.name}** cannot be used: ")
+            assert case.expect in errors[0].lower(), (case.name, errors[0])
+            assert "Traceback" not in errors[0]
+            assert not any(t.startswith("One model") for t in _texts(at, "markdown"))
+
+
+@pytest.mark.parametrize("sample, digit", [("digit_3.png", "3"), ("digit_2_paper.png", "2")])
+def test_samples_are_classified_by_the_trained_lenet(page_with_lenet, sample, digit):
+    at = page_with_lenet
+    picker = at.selectbox(key="classify_sample")
+    assert picker.options[:5] == [  # digits first
+        "digit_0.png", "digit_2_paper.png", "digit_3.png", "digit_5_paper.png", "digit_7.png"]
+    assert {"china.jpg", "flower.jpg"} <= set(picker.options)
+    picker.set_value(SAMPLES_DIR / sample).run()
+    assert not at.exception and not at.error
+    assert f"One model: it says **{digit}**." in _texts(at, "markdown")
+    assert at.subheader[-1].value == "lenet · digits"
+    paper = "paper" in sample  # dark ink on white: inverted for the digit model
+    assert any(t.endswith("colours inverted") for t in _texts(at, "markdown")) is paper
+    # The switch overrides the automatic choice both ways.
+    at.radio(key="classify_invert").set_value("Keep as is" if paper else "Invert").run()
+    assert not at.exception
+    assert any(t.endswith("colours inverted") for t in _texts(at, "markdown")) is not paper
+
+
+def test_photo_sample_through_a_digit_model_still_answers(page_with_lenet):
+    at = page_with_lenet
+    at.selectbox(key="classify_sample").set_value(SAMPLES_DIR / "china.jpg").run()
+    assert not at.exception and not at.error
+    assert any(t.startswith("One model: it says **") for t in _texts(at, "markdown"))
+
+
+def test_offline_page_says_so_and_download_fails_politely(page_with_lenet, offline_torch):
+    at = page_with_lenet
+    info = " ".join(_texts(at, "info"))
+    assert "Not in the torch cache" in info and "resnet18" in info
+    assert offline_torch == []  # showing the page never touches the network
+    at.selectbox(key="classify_fetch_name").set_value("resnet18")
+    at.button(key="classify_fetch").click().run()
+    assert not at.exception
+    warning = " ".join(_texts(at, "warning"))
+    assert "Could not download" in warning and "offline" in warning
+    assert len(offline_torch) == 1 and offline_torch[0].endswith("resnet18-f37072fd.pth")
+
+
+def test_cached_imagenet_network_beside_the_lenet(lenet_run, monkeypatch, offline_torch):
+    from torchvision import models as tvm
+
+    path = C.pretrained_status("resnet18").path
+    path.parent.mkdir(parents=True)
+    torch.save(tvm.resnet18().state_dict(), path)  # random weights, the real file's name
+    monkeypatch.setenv("CNNCOMPARE_HOME", str(lenet_run[0]))
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    at.multiselect(key="classify_imagenet").set_value(["resnet18"]).run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.subheader][-2:] == ["lenet · digits", "resnet18 (ImageNet)"]
+    agreement = next(t for t in _texts(at, "markdown") if "model" in t.lower())
+    assert agreement.startswith(("All 2 models agree", "The models disagree (they were "
+                                 "trained on different datasets"))
+    assert offline_torch == []
+
+
+def test_empty_store_offers_a_quick_lenet(offline_torch):
+    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    assert not at.exception
+    assert any("No trained network" in t for t in _texts(at, "info"))
+    assert any("Choose at least one network" in t for t in _texts(at, "info"))
+    at.button(key="classify_train_lenet").click().run()
+    assert not at.exception and not at.error
+    assert at.multiselect(key="classify_runs_digits").value  # the new run, preselected
+    assert any(t.startswith("One model: it says **") for t in _texts(at, "markdown"))
+
+
+def test_a_run_whose_checkpoint_vanished_is_reported_not_raised(lenet_run, tmp_path,
+                                                                 monkeypatch, offline_torch):
+    import shutil
+
+    home = tmp_path / "copy"
+    shutil.copytree(lenet_run[0], home)
+    for ckpt in (home / "checkpoints").glob("*"):
+        ckpt.unlink()
+    monkeypatch.setenv("CNNCOMPARE_HOME", str(home))
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    assert any(e.startswith(f"Run {lenet_run[1]} could not classify this image")
+               for e in _texts(at, "error"))
+    assert "No model selected." in _texts(at, "markdown")
+
+
+def test_reachable_from_the_app_navigation(page_with_lenet):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.switch_page("views/classify.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Classify"
+    assert any(t.startswith("One model: it says **") for t in _texts(at, "markdown"))

@@ -75,7 +75,9 @@ class VGG(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            elif isinstance(m, nn.Linear) and hidden >= 4096:
+                # torchvision's init, made for 4096-wide layers; a narrow classifier keeps
+                # PyTorch's default, which N(0, 0.01) would starve.
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
@@ -119,6 +121,7 @@ def _register(cfg_name: str, batch_norm: bool) -> None:
         paper=PAPER,
         paper_url=PAPER_URL,
         key_ideas=tuple(ideas),
+        version=2,  # 2: a narrow classifier keeps PyTorch's default init
         canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
         small={"input_size": 32, "in_channels": 3, "num_classes": 10, "width": 0.125},
         adaptation=ADAPT,

@@ -29,6 +29,11 @@ CHROMIUM_FLAGS = [
 # (url path, the page's title) for every page in app.py's navigation.
 PAGES = [
     ("", "cnncompare"),
+    ("architectures", "Architectures"),
+    ("profile_bench", "Profile & Benchmark"),
+    ("train", "Train"),
+    ("compare", "Compare"),
+    ("classify", "Classify"),
 ]
 
 pytestmark = [
@@ -120,7 +125,7 @@ def _wait_until_idle(page, timeout_ms: int = 180_000) -> None:
 @pytest.mark.parametrize("path,title", PAGES)
 def test_page_renders_in_chromium(app_url, browser, path, title):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 3600})
     try:
         page.goto(f"{app_url}/{path}", wait_until="domcontentloaded")
         page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)

@@ -15,7 +15,7 @@ class FakeConfig:
     model: str
     epochs: int = 3
 
-    def key(self) -> str:
+    def key(self, data_root=None) -> str:
         return f"key-{self.model}"
 
 

@@ -11,7 +11,7 @@ TIMEOUT = 120
 
 
 def _page(name: str) -> AppTest:
-    return AppTest.from_file(str(REPO / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    return AppTest.from_file(str(REPO / "views" / f"{name}.py"), default_timeout=TIMEOUT)
 
 
 def _downloads(at: AppTest) -> list[str]:

@@ -1,0 +1,177 @@
+"""Classify: your own image through several networks side by side, with where they looked."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from cnncompare import classify as C
+from cnncompare import paths, plots, ui
+from cnncompare.compare import run_labels
+from cnncompare.store import ResultsStore
+
+COLUMNS_PER_ROW = 3
+PREVIEW_SIDE = 240  # px, the uploaded image as shown
+QUICK_EPOCHS = 5  # LeNet on the digits: about 95% test accuracy in a few seconds on a CPU
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+INVERT_CHOICES = {"Auto": None, "Invert": True, "Keep as is": False}
+
+st.title("Classify")
+st.markdown(
+    "Upload an image, or pick a sample, and see what each network predicts, how sure it "
+    "is, and where it looked (Grad-CAM on its last convolutional stage)."
+)
+
+# ------------------------------------------------------------------------------ image
+left, right = st.columns(2)
+upload = left.file_uploader("Your image (drag and drop)", type=UPLOAD_TYPES,
+                            key="classify_upload",
+                            help="PNG, JPEG, WebP, BMP or GIF (first frame).")
+samples = sorted((p for p in paths.SAMPLES_DIR.glob("*") if p.suffix.lower() in (
+    ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")),
+    key=lambda p: (not p.name.startswith("digit"), p.name))  # digits first
+sample = right.selectbox("...or a sample", samples, format_func=lambda p: p.name,
+                         key="classify_sample", disabled=upload is not None,
+                         help="Digits from scikit-learn's set and its two sample photos.")
+invert_label = right.radio(
+    "Ink for digit models", list(INVERT_CHOICES), horizontal=True, key="classify_invert",
+    help="Digit models were trained on light strokes on a dark background. Auto inverts a "
+         "dark-on-light drawing; the other two override that.")
+
+# ----------------------------------------------------------------------------- models
+store = ResultsStore()
+runs = store.runs(finished_only=True)
+chosen: list[tuple[str, str]] = []  # ("run", run_id) or ("imagenet", name)
+st.subheader("Networks")
+if runs.empty:
+    st.info("No trained network in the results store yet. Train a small LeNet on the "
+            "bundled digits here (a few seconds), or more networks on the Train page.")
+    if st.button("Train a quick LeNet on digits", key="classify_train_lenet",
+                 icon=":material/bolt:"):
+        from cnncompare import training
+
+        bar = st.progress(0.0, text="Training LeNet on the digits...")
+
+        def progress(event: dict) -> None:
+            done = event.get("epoch", 0) - 1 + event.get("batch", 0) / max(
+                1, event.get("batches", 0) or 1)
+            bar.progress(min(1.0, max(0.0, done / QUICK_EPOCHS)),
+                         text=f"Training LeNet on the digits: epoch {event.get('epoch', 0)} "
+                              f"of {QUICK_EPOCHS}")
+
+        try:
+            result = training.train_or_load(
+                training.TrainConfig(model="lenet", dataset="digits", epochs=QUICK_EPOCHS),
+                progress=progress)
+        except (ValueError, RuntimeError, OSError) as err:
+            st.error(f"Training failed: {err}")
+        else:
+            bar.empty()
+            st.toast(f"LeNet trained: test accuracy {result.test_acc:.1%}.")
+            st.rerun()
+else:
+    runs = runs.assign(label=run_labels(runs).values + " · " + runs["dataset"].astype(str))
+    for i, (dataset, group) in enumerate(runs.groupby("dataset", sort=True)):
+        group = group.sort_values("test_acc", ascending=False)
+        names = {r: f"{label} ({'?' if pd.isna(acc) else f'{acc:.1%}'})" for r, label, acc in
+                 zip(group["run_id"], group["label"], group["test_acc"], strict=True)}
+        picked = st.multiselect(
+            f"Runs on {dataset}", list(names), default=list(names)[:3] if i == 0 else [],
+            format_func=names.__getitem__, key=f"classify_runs_{dataset}",
+            help="Test accuracy in brackets; the best runs first.")
+        chosen += [("run", r) for r in picked]
+
+torch_dir = C.checkpoint_dir()
+status = {n: C.pretrained_status(n) for n in C.IMAGENET_MODELS}
+cached = [n for n, s in status.items() if s.cached]
+with st.expander("ImageNet-pretrained networks (torchvision)", expanded=bool(cached)):
+    if cached:
+        picked = st.multiselect("With ImageNet weights", cached, key="classify_imagenet")
+        chosen += [("imagenet", n) for n in picked]
+    missing = [n for n in C.IMAGENET_MODELS if n not in cached]
+    if missing:
+        st.info(f"Not in the torch cache (`{torch_dir}`): {', '.join(missing)}. Without "
+                "internet access they cannot be fetched; the networks trained here work "
+                "regardless.")
+        want = st.selectbox("Fetch weights for", missing, key="classify_fetch_name")
+        if st.button("Download", key="classify_fetch", icon=":material/download:"):
+            with st.spinner(f"Downloading {want}..."):
+                try:
+                    ui.pretrained_classifier(want, str(torch_dir), download=True)
+                except C.WeightsUnavailable as err:
+                    st.warning(f"{err}. This machine seems to be offline.")
+                else:
+                    st.rerun()
+
+# ----------------------------------------------------------------------------- result
+if upload is not None:
+    name, data = upload.name, upload.getvalue()
+elif sample is not None:
+    name = sample.name
+    try:
+        data = sample.read_bytes()
+    except OSError as err:
+        st.error(f"The sample {name} cannot be read: {err.strerror or err}")
+        st.stop()
+else:
+    st.info("Upload an image or pick a sample.")
+    st.stop()
+
+limit = int(st.get_option("server.maxUploadSize")) * 2**20
+try:
+    decoded = C.decode_image(data, max_bytes=limit)
+except C.ImageError as err:
+    st.error(f"**{name}** cannot be used: {err}", icon=":material/broken_image:")
+    st.stop()
+
+# Shrunk here, not by st.image(width=...): Streamlit rounds a 100000x1 strip to 0 px high.
+st.image(C.preview(decoded.image, PREVIEW_SIDE), caption=f"{name}: {decoded.format}, "
+         f"{decoded.size[0]}x{decoded.size[1]}" + "".join(f"; {n}" for n in decoded.notes))
+if not chosen:
+    st.info("Choose at least one network above.")
+    st.stop()
+
+
+def load(kind: str, key: str) -> C.Classifier:
+    """A chosen network, from Streamlit's resource cache after the first time."""
+    if kind == "imagenet":
+        return ui.pretrained_classifier(key, str(torch_dir))
+    row = runs.set_index("run_id").loc[key]
+    return ui.run_classifier(key, str(store.home), str(row["updated_at"]), str(row["label"]))
+
+
+predictions: list[C.Prediction] = []
+with st.spinner("Classifying..."):
+    for kind, key in chosen:
+        try:
+            clf = load(kind, key)
+            predictions.append(C.predict(clf, decoded.image, k=5,
+                                         invert=INVERT_CHOICES[invert_label]))
+        except (ValueError, RuntimeError, OSError) as err:  # a damaged checkpoint, say
+            st.error(f"{key if kind == 'imagenet' else 'Run ' + key} could not classify "
+                     f"this image: {err}")
+
+st.markdown(C.agreement(predictions))
+threads = torch.get_num_threads()
+for start in range(0, len(predictions), COLUMNS_PER_ROW):
+    row = predictions[start:start + COLUMNS_PER_ROW]
+    for offset, (col, pred) in enumerate(zip(st.columns(COLUMNS_PER_ROW), row, strict=False)):
+        with col:
+            st.subheader(pred.model, divider="gray")
+            st.markdown(f"**{pred.top1}** · {pred.top1_prob:.1%}"
+                        + (f" · trained on {pred.dataset}" if pred.dataset else "")
+                        + (" · colours inverted" if pred.inverted else ""))
+            st.plotly_chart(plots.topk_bars(pred.frame(), pred.arch),
+                            key=f"bars-{start + offset}",
+                            config={"displayModeBar": False})
+            shown = C.enlarge(pred.shown)
+            images = [shown]
+            captions = ["input as the network sees it" + (" (inverted)" if pred.inverted
+                                                          else "")]
+            if pred.saliency is not None:
+                images.insert(0, C.overlay(shown, pred.saliency))
+                captions.insert(0, f"Grad-CAM on {pred.cam_layer}")
+            st.image(images, caption=captions, width=150)
+            st.caption(f"Prediction: {pred.time_ms:.1f} ms (one forward pass, batch 1, "
+                       f"{pred.device.upper()}, {threads} threads)")

@@ -1,0 +1,81 @@
+"""Overview: what the app is for, the zoo, the device and the results home."""
+
+import streamlit as st
+
+from cnncompare import paths, ui
+from cnncompare.store import ResultsStore
+
+st.title("cnncompare")
+st.markdown(
+    "Compare the classic convolutional networks side by side: their architecture layer "
+    "by layer, what they cost to run, and how well they learn on the same data. "
+    "Everything runs on your own machine, offline by default, and exports as CSV."
+)
+
+dev = ui.device_summary()
+runs = ResultsStore().runs()
+c1, c2, c3 = st.columns(3)
+c1.metric("Device in use", dev["device"].upper(), help=dev["name"])
+c1.caption(f"{dev['name']} · torch {dev['torch']}")
+c2.metric("Stored runs", len(runs),
+          help="Trained runs in the results home; each is keyed by a hash of its configuration.")
+c2.caption(f"`{paths.home()}` (set `CNNCOMPARE_HOME` to move it)")
+finished = runs[runs["status"] == "finished"]
+c3.metric("Best test accuracy", f"{finished['test_acc'].max():.1%}" if len(finished) else "–",
+          help="Over the finished runs, whatever their dataset.")
+if len(finished):
+    best = finished.loc[finished["test_acc"].idxmax()]
+    c3.caption(f"{best['model']} on {best['dataset']}")
+
+st.subheader("Where to go")
+links = st.columns(5)
+links[0].page_link("views/architectures.py", label="Architectures", icon=":material/account_tree:",
+                   help="Layer by layer, with the shape arithmetic")
+links[1].page_link("views/profile_bench.py", label="Profile & Benchmark",
+                   icon=":material/speed:", help="Parameters, MACs, FLOPs, memory, latency")
+links[2].page_link("views/train.py", label="Train", icon=":material/model_training:",
+                   help="Train several networks on the same data")
+links[3].page_link("views/compare.py", label="Compare", icon=":material/compare_arrows:",
+                   help="Curves, accuracy against cost, CSV")
+links[4].page_link("views/classify.py", label="Classify", icon=":material/image_search:",
+                   help="Your own image through every trained network")
+
+st.subheader("The zoo")
+zoo = ui.zoo_table()
+if st.toggle("Count MACs and FLOPs at the canonical size", key="zoo-macs",
+             help="fvcore multiply-accumulates and torch FLOPs per image for all models "
+                  "(about 15 s on a laptop CPU the first time; cached on disk after)."):
+    from cnncompare import profiling
+
+    bar = st.progress(0.0, text="Counting...")
+    costs = []
+    for i, name in enumerate(zoo["model"]):
+        bar.progress(i / len(zoo), text=f"Counting {name}...")
+        costs.append(ui.cost_summary(name, "canonical", {}))
+    bar.empty()
+    zoo.insert(6, "macs", [c["macs"] for c in costs])
+    zoo.insert(7, "flops", [c["flops"] for c in costs])
+    st.caption(profiling.MACS_VS_FLOPS)
+st.dataframe(
+    zoo,
+    hide_index=True,
+    height="content",
+    column_config={
+        "model": "Model",
+        "family": "Family",
+        "year": st.column_config.NumberColumn("Year", format="%d"),
+        "paper": "Paper",
+        "paper_url": st.column_config.LinkColumn("Link", display_text="paper"),
+        "params": st.column_config.NumberColumn(
+            "Parameters", help="At the canonical input, counted from the built model",
+            format="localized"),
+        "macs": st.column_config.NumberColumn("MACs", format="compact",
+                                              help="multiply-accumulates per image (fvcore)"),
+        "flops": st.column_config.NumberColumn("FLOPs", format="compact",
+                                               help="forward FLOPs per image (torch)"),
+        "input": st.column_config.TextColumn("Canonical input", help="channels x height x width"),
+        "num_classes": st.column_config.NumberColumn("Classes"),
+        "key_idea": "Key idea",
+    },
+)
+ui.csv_download(zoo, "cnncompare-zoo.csv")

@@ -1,0 +1,124 @@
+"""Train: pick models, a dataset and a preset; train what is not stored yet."""
+
+import pandas as pd
+import streamlit as st
+
+from cnncompare import list_models, plots, ui
+from cnncompare.data import dataset_info, list_datasets
+from cnncompare.devices import DEVICE_CHOICES
+from cnncompare.jobs import PRESETS, plan_runs, run_status
+from cnncompare.store import ResultsStore
+from cnncompare.training import OPTIMIZERS
+
+st.title("Train")
+st.caption(
+    "Train several networks on the same data with the same settings. Finished runs are "
+    "stored under a hash of their configuration and never trained twice; an interrupted "
+    "run resumes from its last finished epoch."
+)
+
+manager = ui.job_manager()
+store = ResultsStore()
+
+models = st.multiselect("Models", list_models(), default=["lenet", "alexnet", "resnet18"])
+c1, c2, c3 = st.columns(3)
+dataset = c1.selectbox("Dataset", list_datasets(), format_func=lambda n: dataset_info(n).title,
+                       help="digits is bundled with scikit-learn and works offline.")
+info = dataset_info(dataset)
+c1.caption(info.description)
+data_root, download = None, False
+if info.needs_root:
+    data_root = c1.text_input("Data root", placeholder="/path/to/datasets",
+                              help="A folder that holds the dataset (for an image folder: "
+                                   "one subfolder per class).") or None
+    download = c1.checkbox("Download if missing", help="Needs internet access.")
+preset = c2.radio("Preset", list(PRESETS), format_func=PRESETS.get)
+epochs = c2.number_input("Epochs", 1, 200, 10)
+device = c2.selectbox("Device", DEVICE_CHOICES, help="auto: CUDA, then Apple MPS, then CPU")
+batch_size = c3.number_input("Batch size", 1, 4096, 32,
+                             help="Small sets like digits need enough steps: 32 gives 45 "
+                                  "steps an epoch on its 1,437 training images.")
+lr = c3.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f")
+optimizer = c3.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adam"))
+seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+with st.expander("Split sizes"):
+    s1, s2 = st.columns(2)
+    train_size = s1.number_input("Train images (0: the dataset's default)", 0, 10**6, 0)
+    test_size = s2.number_input("Test images (0: the dataset's default)", 0, 10**6, 0)
+
+try:
+    configs = plan_runs(models, preset=preset, dataset=dataset, epochs=int(epochs),
+                        batch_size=int(batch_size), lr=float(lr), optimizer=optimizer,
+                        seed=int(seed), train_size=int(train_size) or None,
+                        test_size=int(test_size) or None)
+    status = run_status(configs, store, data_root)
+except (ValueError, FileNotFoundError) as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+st.subheader("Runs")
+st.dataframe(status, hide_index=True, column_config={
+    "model": "Model",
+    "state": st.column_config.TextColumn("Stored?", help="stored: finished; partial: resumes "
+                                         "from its last finished epoch; new: not trained yet"),
+    "epochs_done": st.column_config.NumberColumn("Epochs done"),
+    "epochs": st.column_config.NumberColumn("Epochs"),
+    "test_acc": st.column_config.ProgressColumn("Test accuracy", min_value=0.0, max_value=1.0,
+                                                format="percent"),
+    "run_id": st.column_config.TextColumn("Run id", help="hash of the configuration"),
+})
+missing = [c for c, state in zip(configs, status["state"], strict=True) if state != "stored"]
+active = manager.active()
+label = f"Train {len(missing)} run{'s' * (len(missing) != 1)}" if missing else "All stored"
+if st.button(label, type="primary", disabled=not missing or active is not None,
+             icon=":material/play_arrow:", key="train"):
+    try:
+        job = manager.start(missing, [c.model for c in missing], device=device,
+                            data_root=data_root, download=download)
+        st.session_state["watch_job"] = job.job_id
+        active = job
+    except (ValueError, RuntimeError) as exc:
+        st.error(str(exc), icon=":material/error:")
+if not missing:
+    st.success("Every chosen run is stored: open **Compare** to see them side by side.",
+               icon=":material/check_circle:")
+    st.page_link("views/compare.py", label="Compare", icon=":material/compare_arrows:")
+
+job = active or manager.get(st.session_state.get("watch_job", ""))
+
+
+@st.fragment(run_every=1.0 if job is not None and job.running else None)
+def progress_panel() -> None:
+    if job is None:
+        return
+    snap = job.snapshot()
+    st.subheader("Progress")
+    st.progress(snap.fraction, text=f"{snap.fraction:.0%} of the job")
+    for item in snap.items:
+        within = item.batch / item.batches if item.batches else 0.0
+        text = f"**{item.label}** · {item.status}"
+        if item.epochs:
+            text += f" · epoch {item.epoch}/{item.epochs}"
+        if item.test_acc is not None:
+            text += f" · test accuracy {item.test_acc:.1%}"
+        st.progress(within if item.status == "running" else
+                    (1.0 if item.status in ("done", "cached") else 0.0), text=text)
+        if item.error:
+            st.error(f"{item.label}: {item.error}", icon=":material/error:")
+    if snap.history:
+        curve = pd.DataFrame(snap.history)
+        st.plotly_chart(plots.learning_curves(curve, y="test_acc", title="Test accuracy, live"),
+                        key=f"live-{snap.job_id}")
+    if job.running:
+        st.button("Cancel", on_click=job.cancel, icon=":material/stop:", key="cancel",
+                  help="Stops after the batch in flight; finished epochs stay stored.")
+    else:
+        outcome = {"done": st.success, "cancelled": st.warning, "failed": st.error}
+        outcome.get(snap.state, st.info)(
+            f"Job {snap.state}. Finished epochs are stored.")
+        if st.session_state.pop("watch_job_running", False):
+            st.rerun(scope="app")  # refresh the stored/partial table above
+    st.session_state["watch_job_running"] = job.running
+
+
+progress_panel()

@@ -340,11 +340,7 @@ def machine_peak(device: str | torch.device = "auto", dtype: str = "float32",
 
 def clear_cache() -> int:
     """Delete every cached benchmark row and peak under the current home."""
-    n = 0
-    for f in paths.cache_dir("bench").glob("*.json"):
-        f.unlink(missing_ok=True)
-        n += 1
-    return n
+    return paths.clear_cache("bench")
 
 
 # --------------------------------------------------------------------------------------

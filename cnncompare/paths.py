@@ -27,3 +27,12 @@ def cache_dir(kind: str) -> Path:
     path = home() / "cache" / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def clear_cache(kind: str) -> int:
+    """Delete the cached ``*.json`` entries of one kind; returns how many were removed."""
+    removed = 0
+    for f in cache_dir(kind).glob("*.json"):
+        f.unlink(missing_ok=True)
+        removed += 1
+    return removed

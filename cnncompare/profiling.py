@@ -299,11 +299,7 @@ def cache_stats() -> dict[str, int]:
 
 def clear_cache() -> int:
     """Delete every cached analysis under the current home; returns how many files."""
-    n = 0
-    for f in paths.cache_dir("profile").glob("*.json"):
-        f.unlink(missing_ok=True)
-        n += 1
-    return n
+    return paths.clear_cache("profile")
 
 
 # --------------------------------------------------------------------------------------

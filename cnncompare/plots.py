@@ -103,6 +103,9 @@ def learning_curves(epochs: pd.DataFrame, y: str = "test_acc", x: str = "epoch",
                           f"{metric_label(y)}: %{{y:.4f}}<extra></extra>",
         ))
     fig.update_xaxes(title=metric_label(x))
+    if x == "epoch":  # whole epochs only; one tick each up to 20
+        fig.update_xaxes(tickformat="d", dtick=1 if epochs.empty or epochs[x].max() <= 20
+                         else None)
     fig.update_yaxes(title=metric_label(y))
     return _style(fig, title)
 

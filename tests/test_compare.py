@@ -51,3 +51,14 @@ def test_run_labels_are_unique_and_readable():
     assert labels.is_unique
     assert labels[0] == "lenet" and labels[3] == "vgg11"
     assert labels[1] == "resnet18 w0.25 · bbbbbb"
+
+
+def test_learning_curves_mark_whole_epochs_and_colour_by_model():
+    from cnncompare import plots
+
+    e = pd.DataFrame({"label": ["a", "a", "b"], "model": ["lenet", "lenet", "resnet18"],
+                      "epoch": [1, 2, 1], "test_acc": [0.5, 0.7, 0.6]})
+    fig = plots.learning_curves(e)
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickformat == "d"
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert fig.data[0].line.color == plots.model_color("lenet") != fig.data[1].line.color

@@ -94,3 +94,35 @@ def test_train_through_the_button_then_compare_and_export(captured_downloads):
     assert csv["test_acc"].tolist() == pytest.approx(table["test_acc"].tolist())
     # the charts are there: curves, Pareto, bars, confusion
     assert len(cmp.get("plotly_chart")) >= 6
+
+
+VIEWS = ["overview", "architectures", "profile_bench", "train", "compare", "classify"]
+
+
+@pytest.fixture(scope="module")
+def home_with_a_run(tmp_path_factory):
+    """A results home holding one small finished LeNet run, trained once per module."""
+    from cnncompare.training import TrainConfig, train_or_load
+
+    home = tmp_path_factory.mktemp("home-with-run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CNNCOMPARE_HOME", str(home))
+    result = train_or_load(TrainConfig(model="lenet", epochs=1, train_size=200, test_size=100))
+    mp.undo()
+    assert result.status == "finished"
+    return home
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_page_renders_on_an_empty_home(view):
+    at = page(f"{view}.py").run()
+    assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_page_renders_on_a_home_with_runs(view, home_with_a_run, monkeypatch):
+    monkeypatch.setenv("CNNCOMPARE_HOME", str(home_with_a_run))
+    at = page(f"{view}.py").run()
+    assert not at.exception, at.exception
+    if view == "overview":
+        assert at.metric[1].value == "1"  # stored runs

@@ -215,46 +215,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def export_frame(dataset: str | None = None, finished_only: bool = False) -> pd.DataFrame:
     """Stored runs, their final metrics and each model's cost (parameters, MACs, ...)."""
-    try:
-        from cnncompare.profiling import cost_summary
-    except ImportError as exc:
-        raise CliError(
-            f"export needs cnncompare.profiling, which is not available: {exc}") from None
-    from cnncompare.registry import ModelConfig
+    from cnncompare.compare import run_costs
     from cnncompare.store import ResultsStore
 
     store = ResultsStore()
     runs = store.runs(dataset=dataset, finished_only=finished_only)
-    cost_cols = ["params", "trainable_params", "macs", "flops", "train_flops", "param_mb",
-                 "activation_mb", "skipped_ops"]
-    costs: dict[str, dict[str, Any]] = {}
-    rows = []
-    for run_id in runs["run_id"]:
-        try:
-            mc = store.run(run_id)["model_config"]
-            cfg = ModelConfig(**mc)
-            key = cfg.key()
-            if key not in costs:
-                costs[key] = dict(cost_summary(cfg))
-            cost = costs[key]
-        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
-            print(f"warning: no cost for run {run_id}: {exc}", file=sys.stderr)
-            cost = {}
-        row = {f"cost_{k}" if k == "params" else k: _flat(cost.get(k)) for k in cost_cols}
-        rows.append({"run_id": run_id, **row})
-    cost_frame = pd.DataFrame(rows, columns=["run_id", "cost_params", *cost_cols[1:]])
+
+    def warn(run_id: str, exc: Exception) -> None:
+        print(f"warning: no cost for run {run_id}: {exc}", file=sys.stderr)
+
+    cost_frame = run_costs(store, runs["run_id"], on_error=warn).rename(
+        columns={"params": "cost_params"})
     out = runs.merge(cost_frame, on="run_id", how="left")
     # One params column: the model's (identical for a run and its model configuration).
     out["params"] = out["cost_params"].where(out["cost_params"].notna(), out["params"])
     return out.drop(columns="cost_params")
-
-
-def _flat(value: Any) -> Any:
-    if isinstance(value, (list, tuple, set)):
-        return ";".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return value
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -58,6 +58,30 @@ def run_model_config(record: dict):
     return ModelConfig(**record["model_config"])
 
 
+def run_costs(store, run_ids, on_error=None) -> pd.DataFrame:
+    """One row per run: ``profiling.cost_summary`` of the exact configuration it trained.
+
+    Runs that share a configuration are profiled once. A run whose configuration cannot be
+    read or built raises, unless ``on_error(run_id, exc)`` is given: then its cost is empty.
+    """
+    from cnncompare import profiling
+
+    by_key: dict[str, dict] = {}
+    rows = []
+    for run_id in run_ids:
+        try:
+            cfg = run_model_config(store.run(run_id))
+            if cfg.key() not in by_key:
+                by_key[cfg.key()] = profiling.cost_summary(cfg)
+            rows.append({"run_id": run_id, **by_key[cfg.key()]})
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+            if on_error is None:
+                raise
+            on_error(run_id, exc)
+            rows.append({"run_id": run_id})
+    return pd.DataFrame(rows, columns=["run_id", *profiling.SUMMARY_KEYS])
+
+
 def results_table(store, run_ids, *, bench: str = "cached", device: str = "auto",
                   progress=None, cancel=None) -> pd.DataFrame:
     """One row per run: final metrics, the model's cost and (optionally) its speed.
@@ -67,14 +91,14 @@ def results_table(store, run_ids, *, bench: str = "cached", device: str = "auto"
     memory (batch 1, inference) come from: ``"cached"`` reads earlier measurements only,
     ``"measure"`` measures what is missing, ``"none"`` leaves them out.
     """
-    from cnncompare import benchmark, profiling
+    from cnncompare import benchmark
 
     runs = store.runs()
     runs = runs[runs["run_id"].isin(list(run_ids))].reset_index(drop=True)
     if runs.empty:
         return pd.DataFrame(columns=RESULT_COLUMNS)
     cfgs = [run_model_config(store.run(rid)) for rid in runs["run_id"]]
-    costs = pd.DataFrame([profiling.cost_summary(c) for c in cfgs])
+    costs = run_costs(store, runs["run_id"])
     out = runs.copy()
     out["label"] = run_labels(runs)
     out["params"] = costs["params"].to_numpy()

@@ -57,18 +57,9 @@ def _style(fig: go.Figure, title: str | None = None) -> go.Figure:
     return fig
 
 
-def params_bar(frame: pd.DataFrame, title: str | None = "Parameters") -> go.Figure:
-    """Bars of ``params`` per ``model`` (log axis: the zoo spans four orders of magnitude)."""
-    fig = px.bar(frame, x="model", y="params", color="model", color_discrete_map=color_map(
-        frame["model"]), log_y=True, labels={"params": "parameters (count, log)", "model": ""})
-    fig.update_traces(hovertemplate="%{x}: %{y:,.0f} parameters<extra></extra>")
-    fig.update_layout(showlegend=False)
-    return _style(fig, title)
+# --- Axis labels: one table, with units, for every chart -------------------------------
 
-
-# --- Compare page: learning curves, bars, accuracy against cost, confusion ---------------
-
-_METRIC_LABELS = {
+_AXIS_LABELS = {
     "test_acc": "test accuracy (fraction)",
     "train_acc": "train accuracy (fraction)",
     "test_loss": "test loss (cross-entropy)",
@@ -76,19 +67,33 @@ _METRIC_LABELS = {
     "epoch": "epoch",
     "wall_time": "wall time (s, cumulative)",
     "params": "parameters (count)",
-    "macs": "MACs per image (fvcore)",
+    "macs": "MACs per image (fvcore multiply-adds)",
     "seconds": "training time (s)",
     "median_ms": "latency, median (ms)",
     "latency_ms": "latency, median, batch 1 (ms)",
-    "peak_mem_mb": "peak memory (MB)",
+    "peak_mem_mb": "measured peak memory (MB)",
     "images_per_s": "throughput (images/s)",
+    "trainable_params": "trainable parameters (count)",
+    "flops": "FLOPs per image (torch, forward)",
+    "train_flops": "FLOPs per image (torch, training step)",
+    "param_mb": "parameter memory (MB)",
+    "activation_mb": "activations per image (MB, estimate)",
+    "p90_ms": "latency, p90 (ms)",
+    "throughput": "throughput (images/s)",
+    "est_mem_mb": "estimated memory (MB)",
+    "achieved_gflops": "achieved GFLOP/s",
+    "peak_share": "share of the matmul peak (fraction)",
+    "batch_size": "batch size (images)",
+    "share": "share of the model's MACs (fraction)",
 }
 
 
-def metric_label(column: str) -> str:
-    """The axis label, with its unit, for a column name."""
-    return _METRIC_LABELS.get(column, column.replace("_", " "))
+def axis_label(column: str) -> str:
+    """The axis label, with its unit, for a column name (shared by every chart)."""
+    return _AXIS_LABELS.get(column, column.replace("_", " "))
 
+
+# --- Compare page: learning curves, bars, accuracy against cost, confusion ---------------
 
 def learning_curves(epochs: pd.DataFrame, y: str = "test_acc", x: str = "epoch",
                     title: str | None = None) -> go.Figure:
@@ -99,14 +104,14 @@ def learning_curves(epochs: pd.DataFrame, y: str = "test_acc", x: str = "epoch",
         fig.add_trace(go.Scatter(
             x=run[x], y=run[y], mode="lines+markers", name=str(label),
             line=dict(color=model_color(model)),
-            hovertemplate=f"{label}<br>{metric_label(x)}: %{{x:.3g}}<br>"
-                          f"{metric_label(y)}: %{{y:.4f}}<extra></extra>",
+            hovertemplate=f"{label}<br>{axis_label(x)}: %{{x:.3g}}<br>"
+                          f"{axis_label(y)}: %{{y:.4f}}<extra></extra>",
         ))
-    fig.update_xaxes(title=metric_label(x))
+    fig.update_xaxes(title=axis_label(x))
     if x == "epoch":  # whole epochs only; one tick each up to 20
         fig.update_xaxes(tickformat="d", dtick=1 if epochs.empty or epochs[x].max() <= 20
                          else None)
-    fig.update_yaxes(title=metric_label(y))
+    fig.update_yaxes(title=axis_label(y))
     return _style(fig, title)
 
 
@@ -114,7 +119,7 @@ def metric_bars(frame: pd.DataFrame, y: str, log: bool = False,
                 title: str | None = None) -> go.Figure:
     """Bars of column ``y`` per run ``label``, coloured by ``model``."""
     fig = px.bar(frame, x="label", y=y, color="model", color_discrete_map=color_map(
-        frame["model"]), log_y=log, labels={y: metric_label(y), "label": ""})
+        frame["model"]), log_y=log, labels={y: axis_label(y), "label": ""})
     fig.update_traces(hovertemplate="%{x}: %{y:.4g}<extra></extra>")
     fig.update_layout(showlegend=False)
     return _style(fig, title)
@@ -127,7 +132,7 @@ def accuracy_vs_cost(frame: pd.DataFrame, front: pd.DataFrame, cost: str = "macs
     fig = px.scatter(
         frame, x=cost, y=score, size=size, color="model", text="label",
         color_discrete_map=color_map(frame["model"]), log_x=True, size_max=45,
-        labels={cost: metric_label(cost) + ", log", score: metric_label(score)},
+        labels={cost: axis_label(cost) + ", log", score: axis_label(score)},
         hover_data={size: ":,.0f", "label": True},
     )
     fig.update_traces(textposition="top center")
@@ -181,32 +186,6 @@ def topk_bars(frame: pd.DataFrame, model: str | None = None,
 
 # --- Profile & Benchmark and Architectures pages: cost, speed, layers ---------------------
 
-_COST_LABELS = {
-    "params": "parameters (count)",
-    "trainable_params": "trainable parameters (count)",
-    "macs": "MACs per image (fvcore multiply-adds)",
-    "flops": "FLOPs per image (torch, forward)",
-    "train_flops": "FLOPs per image (torch, training step)",
-    "param_mb": "parameter memory (MB)",
-    "activation_mb": "activations per image (MB, estimate)",
-    "median_ms": "latency, median (ms)",
-    "latency_ms": "latency, median, batch 1 (ms)",
-    "p90_ms": "latency, p90 (ms)",
-    "throughput": "throughput (images/s)",
-    "peak_mem_mb": "measured peak memory (MB)",
-    "est_mem_mb": "estimated memory (MB)",
-    "achieved_gflops": "achieved GFLOP/s",
-    "peak_share": "share of the matmul peak (fraction)",
-    "batch_size": "batch size (images)",
-    "share": "share of the model's MACs (fraction)",
-}
-
-
-def cost_label(column: str) -> str:
-    """Axis label, with its unit, for a cost or benchmark column."""
-    return _COST_LABELS.get(column, metric_label(column))
-
-
 _SHORT_COST_LABELS = {
     "params": "parameters",
     "macs": "MACs / image",
@@ -231,14 +210,14 @@ def cost_bars(frame: pd.DataFrame, metrics=("params", "macs", "flops", "param_mb
 
     metrics = [m for m in metrics if m in frame.columns]
     fig = make_subplots(rows=1, cols=max(len(metrics), 1), horizontal_spacing=0.05,
-                        subplot_titles=[_SHORT_COST_LABELS.get(m, cost_label(m))
+                        subplot_titles=[_SHORT_COST_LABELS.get(m, axis_label(m))
                                         for m in metrics])
     colors = color_map(frame["model"])
     for i, metric in enumerate(metrics, start=1):
         fig.add_trace(go.Bar(
             x=frame["model"], y=frame[metric], marker_color=[colors[m] for m in frame["model"]],
             name=metric, showlegend=False,
-            hovertemplate=f"%{{x}}: %{{y:,.4g}} ({cost_label(metric)})<extra></extra>",
+            hovertemplate=f"%{{x}}: %{{y:,.4g}} ({axis_label(metric)})<extra></extra>",
         ), row=1, col=i)
         fig.update_yaxes(type="log" if log else "linear", row=1, col=i)
     fig.update_yaxes(title_text="log scale" if log else "", row=1, col=1)
@@ -254,8 +233,8 @@ def macs_params_bubble(frame: pd.DataFrame, size: str = "activation_mb",
         frame, x="params", y="macs", size=size if size in frame.columns else None,
         color="model", text="model", color_discrete_map=color_map(frame["model"]),
         log_x=True, log_y=True, size_max=50,
-        labels={"params": cost_label("params") + ", log", "macs": cost_label("macs") + ", log",
-                size: cost_label(size)},
+        labels={"params": axis_label("params") + ", log", "macs": axis_label("macs") + ", log",
+                size: axis_label(size)},
     )
     fig.update_traces(textposition="top center")
     return _style(fig, title)
@@ -269,10 +248,10 @@ def batch_curves(frame: pd.DataFrame, y: str = "median_ms",
         fig.add_trace(go.Scatter(
             x=rows["batch_size"], y=rows[y], mode="lines+markers", name=str(model),
             line=dict(color=model_color(str(model))),
-            hovertemplate=f"{model}<br>batch %{{x}}<br>{cost_label(y)}: %{{y:,.4g}}<extra></extra>",
+            hovertemplate=f"{model}<br>batch %{{x}}<br>{axis_label(y)}: %{{y:,.4g}}<extra></extra>",
         ))
-    fig.update_xaxes(title=cost_label("batch_size") + ", log", type="log")
-    fig.update_yaxes(title=cost_label(y) + ", log", type="log")
+    fig.update_xaxes(title=axis_label("batch_size") + ", log", type="log")
+    fig.update_yaxes(title=axis_label(y) + ", log", type="log")
     return _style(fig, title)
 
 
@@ -287,7 +266,7 @@ def module_breakdown(frame: pd.DataFrame, value: str = "share",
                  color_discrete_map=color_map(frame["model"]),
                  hover_data={"module": True, "type": True, "macs": ":,.0f",
                              "params": ":,.0f"},
-                 labels={value: cost_label(value), "model": "model", "module": "module"})
+                 labels={value: axis_label(value), "model": "model", "module": "module"})
     fig.update_traces(textposition="inside", insidetextanchor="middle",
                       marker_line_color="white", marker_line_width=1.5)
     fig.update_layout(barmode="stack", showlegend=False, uniformtext_minsize=9,
@@ -307,5 +286,5 @@ def layer_cost_bars(layers: pd.DataFrame, model: str, value: str = "macs",
     ))
     fig.update_xaxes(title="layer (execution order)", type="category", categoryorder="array",
                      categoryarray=list(rows["layer"]))
-    fig.update_yaxes(title=cost_label(value))
+    fig.update_yaxes(title=axis_label(value))
     return _style(fig, title)

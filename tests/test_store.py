@@ -188,12 +188,18 @@ def _epochs_stored(store: ResultsStore) -> int:
     return int(runs["epochs_done"].iloc[0]) if len(runs) else 0
 
 
-def test_a_killed_run_resumes_from_epoch_two(cnncompare_home, tmp_path):
+def _held_after_first_epoch(home, tmp_path):
+    """A training subprocess paused after its first stored epoch (while ``hold`` exists)."""
     hold = tmp_path / "hold"
     hold.touch()
-    proc = _spawn(cnncompare_home, hold)
-    store = ResultsStore(cnncompare_home)
+    proc = _spawn(home, hold)
+    store = ResultsStore(home)
     _wait_for(lambda: _epochs_stored(store) >= 1, proc)
+    return proc, hold, store
+
+
+def test_a_killed_run_resumes_from_epoch_two(cnncompare_home, tmp_path):
+    proc, _, store = _held_after_first_epoch(cnncompare_home, tmp_path)
     proc.kill()  # SIGKILL: no cleanup runs in the trainer
     proc.wait(timeout=30)
     row = store.runs().iloc[0]
@@ -209,11 +215,7 @@ def test_a_killed_run_resumes_from_epoch_two(cnncompare_home, tmp_path):
 
 
 def test_two_processes_on_one_configuration_train_it_once(cnncompare_home, tmp_path):
-    hold = tmp_path / "hold"
-    hold.touch()
-    first = _spawn(cnncompare_home, hold)
-    store = ResultsStore(cnncompare_home)
-    _wait_for(lambda: _epochs_stored(store) >= 1, first)  # it holds the lock, paused
+    first, hold, store = _held_after_first_epoch(cnncompare_home, tmp_path)  # paused
     second = _spawn(cnncompare_home)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(second.stderr), daemon=True)
@@ -234,11 +236,7 @@ def test_two_processes_on_one_configuration_train_it_once(cnncompare_home, tmp_p
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_finished_epochs(cnncompare_home, tmp_path):
-    hold = tmp_path / "hold"
-    hold.touch()
-    proc = _spawn(cnncompare_home, hold)
-    store = ResultsStore(cnncompare_home)
-    _wait_for(lambda: _epochs_stored(store) >= 1, proc)
+    proc, _, store = _held_after_first_epoch(cnncompare_home, tmp_path)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from cnncompare import paths, profiling
+from cnncompare.checks import positive_int
 from cnncompare.devices import device_name, resolve_device, synchronize
 from cnncompare.registry import ModelConfig
 
@@ -130,10 +131,7 @@ def check_batch_sizes(batch_sizes: Iterable[Any]) -> list[int]:
     sizes = list(batch_sizes)
     if not sizes:
         raise ValueError("give at least one batch size")
-    for b in sizes:
-        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-            raise ValueError(f"batch size must be a positive integer, got {b!r}")
-    return [int(b) for b in sizes]
+    return [positive_int(b, "batch size", (int, np.integer)) for b in sizes]
 
 
 def benchmark_models(

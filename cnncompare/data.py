@@ -19,7 +19,6 @@ per sample during training.
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import hashlib
 import os
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from cnncompare import paths
+from cnncompare.checks import positive_int, unknown_name
 
 DEFAULT_DATA_ROOT = paths.DATA_DIR / "datasets"
 """Where torchvision datasets are looked for (and downloaded to) when no root is given."""
@@ -103,11 +103,7 @@ def list_datasets() -> list[str]:
 def dataset_info(name: str) -> DatasetInfo:
     """Static facts about ``name``; ``ValueError`` naming the known datasets otherwise."""
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name).lower(), list(DATASETS), n=2, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"Unknown dataset {name!r}.{hint} Known datasets: {', '.join(DATASETS)}."
-        )
+        raise unknown_name("dataset", name, list(DATASETS), n=2)
     return DATASETS[name]
 
 
@@ -572,9 +568,7 @@ class DataSpec:
 
 
 def _check_size(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
+    return positive_int(value, what, (int, np.integer))
 
 
 def resolve(

@@ -15,7 +15,6 @@ module is built or any forward pass runs.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import hashlib
 import json
@@ -25,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from cnncompare.checks import positive_int, unknown_name
 
 SMALL_INPUT_MAX = 64
 """Inputs of this many pixels or fewer get the small-input ("CIFAR") stem."""
@@ -134,11 +135,7 @@ def _ensure_loaded() -> None:
 def _entry(name: str) -> _Entry:
     _ensure_loaded()
     if not isinstance(name, str) or name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name).lower(), list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"Unknown model {name!r}.{hint} Known models: {', '.join(sorted(_REGISTRY))}."
-        )
+        raise unknown_name("model", name, sorted(_REGISTRY))
     return _REGISTRY[name]
 
 
@@ -196,12 +193,6 @@ class ModelConfig:
         )
 
 
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
 def resolve_config(
     name: str,
     *,
@@ -219,7 +210,7 @@ def resolve_config(
     """
     entry = _entry(name)
     canon = entry.info.canonical
-    input_size = _positive_int(
+    input_size = positive_int(
         canon["input_size"] if input_size is None else input_size, "input_size"
     )
     if stem not in STEMS:
@@ -228,10 +219,10 @@ def resolve_config(
         small = input_size <= SMALL_INPUT_MAX and input_size < canon["input_size"]
         stem = "small" if small else "imagenet"
     default_classes = 10 if stem == "small" else canon["num_classes"]
-    num_classes = _positive_int(
+    num_classes = positive_int(
         default_classes if num_classes is None else num_classes, "num_classes"
     )
-    in_channels = _positive_int(
+    in_channels = positive_int(
         canon["in_channels"] if in_channels is None else in_channels, "in_channels"
     )
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not (0 < width <= 4):

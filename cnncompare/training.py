@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnncompare import data as datasets
+from cnncompare.checks import positive_int
 from cnncompare.devices import resolve_device, synchronize
 from cnncompare.registry import ModelConfig, model_info, resolve_config
 from cnncompare.store import ResultsStore, StoreWarning, file_sha256
@@ -91,8 +92,8 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_int(self.epochs, "epochs")
-        _check_int(self.batch_size, "batch_size")
+        positive_int(self.epochs, "epochs")
+        positive_int(self.batch_size, "batch_size")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not _is_number(self.lr) or not (0 < self.lr <= 10):
@@ -110,7 +111,7 @@ class TrainConfig:
         for name in ("train_size", "test_size", "input_size", "in_channels"):
             value = getattr(self, name)
             if value is not None:
-                _check_int(value, name)
+                positive_int(value, name)
         if not isinstance(self.model_kwargs, dict):
             raise ValueError("model_kwargs must be a dict")
         json.dumps(self.model_kwargs)  # must be plain data: it goes into keys and rows
@@ -143,11 +144,6 @@ class TrainConfig:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _check_int(value: Any, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)

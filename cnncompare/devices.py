@@ -30,6 +30,12 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     return torch.device(spec)
 
 
+def available_devices() -> list[str]:
+    """``auto`` and ``cpu``, then ``cuda`` and ``mps`` where this machine has them."""
+    found = ["cuda"] if torch.cuda.is_available() else []
+    return ["auto", "cpu", *found, *(["mps"] if _mps_available() else [])]
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())

@@ -116,19 +116,6 @@ def skipped_table(names: tuple[str, ...], preset: str | None, config: dict) -> p
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def available_devices() -> list[str]:
-    """``auto`` and ``cpu``, then ``cuda`` and ``mps`` where this machine has them."""
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
 def run_benchmark(names: tuple[str, ...], batch_sizes: tuple[int, ...], settings,
                   preset: str | None, config: dict, *, reuse: bool = True) -> pd.DataFrame:
     """Run ``benchmark.benchmark_models`` under a progress bar; rows land in the disk cache.

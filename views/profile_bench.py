@@ -4,6 +4,7 @@ import streamlit as st
 
 from cnncompare import list_models, plots, ui
 from cnncompare.benchmark import DTYPES, BenchSettings
+from cnncompare.devices import available_devices
 from cnncompare.profiling import MACS_VS_FLOPS
 
 st.title("Profile & Benchmark")
@@ -85,7 +86,7 @@ with st.form("bench-form"):
                                               default=[1, 8], key="bench-batches")))
     mode = c2.radio("Step", ["infer", "train"], horizontal=True, key="bench-mode",
                     format_func={"infer": "Inference", "train": "Training step"}.get)
-    device = c3.selectbox("Device", ui.available_devices(), key="bench-device")
+    device = c3.selectbox("Device", available_devices(), key="bench-device")
     c4, c5, c6 = st.columns(3)
     dtype = c4.selectbox("Dtype", DTYPES, key="bench-dtype",
                          help="amp: autocast (float16 on CUDA, bfloat16 on the CPU)")

@@ -177,12 +177,10 @@ def job_manager():
     return JobManager()
 
 
-def _runs_stamp(run_ids: tuple[str, ...]) -> str:
+def _runs_stamp(run_ids: tuple[str, ...], runs: pd.DataFrame) -> str:
     """Changes whenever one of the runs changes, or the results home does."""
     from cnncompare import paths
-    from cnncompare.store import ResultsStore
 
-    runs = ResultsStore().runs()
     rows = runs[runs["run_id"].isin(run_ids)][["run_id", "updated_at"]]
     return f"{paths.home()}|" + "|".join(map(str, rows.itertuples(index=False)))
 
@@ -195,9 +193,10 @@ def _results_table(run_ids: tuple[str, ...], stamp: str) -> pd.DataFrame:
     return results_table(ResultsStore(), run_ids, bench="cached")
 
 
-def results_table(run_ids: tuple[str, ...]) -> pd.DataFrame:
-    """The Compare page's table for ``run_ids`` (cached until one of the runs changes)."""
-    return _results_table(tuple(run_ids), _runs_stamp(tuple(run_ids)))
+def results_table(run_ids: tuple[str, ...], runs: pd.DataFrame) -> pd.DataFrame:
+    """The Compare page's table for ``run_ids`` (cached until one of them changes in
+    ``runs``, the store's listing the page already holds)."""
+    return _results_table(tuple(run_ids), _runs_stamp(tuple(run_ids), runs))
 
 
 def measure_speed(run_ids: tuple[str, ...], progress=None) -> None:

@@ -37,7 +37,7 @@ if not chosen:
     st.stop()
 ids = tuple(pool.set_index("label").loc[chosen, "run_id"])
 
-table = ui.results_table(ids)
+table = ui.results_table(ids, runs)
 if table["latency_ms"].isna().any():
     if st.button("Measure latency and memory (batch 1)", icon=":material/speed:",
                  help="Times each network's inference on this machine; cached afterwards."):

@@ -19,9 +19,10 @@ def stable_hash(payload: Any, length: int = 16) -> str:
     """A hex digest of ``payload`` (JSON with sorted keys; other objects via ``str``).
 
     The same data gives the same digest in every process and on every machine, so it can
-    name a file or key a run.
+    name a file or key a run. (The JSON uses ``json.dumps``' default separators: run ids
+    stored by earlier versions were hashed that way, so changing them would orphan runs.)
     """
-    blob = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    blob = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 

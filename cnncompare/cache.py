@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:
@@ -26,18 +27,20 @@ def stable_hash(payload: Any, length: int = 16) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb", *,
+                fsync: bool = False) -> Iterator[IO[Any]]:
+    """A file to write ``path`` through: a temporary file in the same folder, renamed over
+    ``path`` when the block ends without an error, removed when it fails.
 
     A reader sees the old file or the new one, never a part. With ``fsync`` the bytes are
     on disk before the rename (for files that must survive a power cut, like checkpoints).
-    The temporary file is removed if anything fails.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
+        with os.fdopen(fd, mode) as f:
+            yield f
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -46,6 +49,12 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = Fa
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = False) -> None:
+    """Write ``data`` (text or bytes) to ``path`` with :func:`atomic_open`."""
+    with atomic_open(path, "wb" if isinstance(data, bytes) else "w", fsync=fsync) as f:
+        f.write(data)
 
 
 def read_json(path: str | os.PathLike) -> Any | None:

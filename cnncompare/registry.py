@@ -7,25 +7,32 @@ less get the family's small-input stem (the way the CIFAR versions of these netw
 built), and then ``num_classes`` defaults to 10.
 
 Each family registers its public builders with :func:`register_model`, together with a
-:class:`ModelInfo` (paper, year, key ideas) and a *spatial plan*: the list of
-convolutions and poolings on the network's main path. The plan lets :func:`get_model`
-reject an input that is too small, naming the smallest size that works, before any
-module is built or any forward pass runs.
+:class:`ModelInfo` (paper, year, key ideas, its canonical and recommended small
+:class:`Preset`) and a *spatial plan* (:mod:`cnncompare.geometry`): every convolution
+and pooling on the network's main paths, derived from the same layer specification the
+modules are built from. The plan lets :func:`resolve_config` reject an input that is too
+small, naming the smallest size that works, before any module is built or any forward
+pass runs.
+
+The configuration helpers that profiling, benchmarking, the CLI and the pages share live
+here too: :func:`preset_config`, :func:`config_for`, :func:`as_config` and
+:func:`zoo_frame`.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
+from cnncompare.cache import stable_hash
 from cnncompare.checks import positive_int, unknown_name
+from cnncompare.geometry import Plan, out_size, smallest_input
 
 SMALL_INPUT_MAX = 64
 """Inputs of this many pixels or fewer get the small-input ("CIFAR") stem."""
@@ -34,51 +41,41 @@ STEMS = ("auto", "imagenet", "small")
 
 
 @dataclass(frozen=True)
-class Reduction:
-    """One spatial step on a network's main path: a convolution or a pooling."""
+class Preset(Mapping[str, Any]):
+    """A named configuration of a model: square input side, channels, classes, width.
 
-    kind: str  # "conv" | "maxpool" | "avgpool"
-    kernel: int
-    stride: int = 1
-    padding: int = 0
-    ceil_mode: bool = False
-
-    def out_size(self, n: int) -> int:
-        """``floor((n + 2p - k) / s) + 1``, or PyTorch's ceil-mode rule; below 1 if impossible."""
-        span = n + 2 * self.padding - self.kernel
-        if self.ceil_mode:
-            out = -(-span // self.stride) + 1  # ceil division
-            # PyTorch drops a last window that would start in the right padding.
-            if (out - 1) * self.stride >= n + self.padding:
-                out -= 1
-            return out
-        return span // self.stride + 1
-
-
-def walk_plan(plan: list[Reduction], n: int) -> list[int]:
-    """Spatial size after each step of ``plan`` for an ``n`` x ``n`` input."""
-    sizes = []
-    for step in plan:
-        n = max(step.out_size(n), 0) if n > 0 else 0
-        sizes.append(n)
-    return sizes
-
-
-def smallest_input(plan_at: Callable[[int], list[Reduction]], limit: int = 4096) -> int:
-    """The smallest square input ``n`` whose plan, ``plan_at(n)``, has an output at every step.
-
-    The plan is a function of the size because a few choices depend on it (LeNet pads a
-    28 px input, not a 32 px one).
+    Typed like timm's ``PretrainedCfg`` (``preset.input_size``) and also a read-only
+    mapping (``preset["input_size"]``, ``dict(preset)``, ``**preset``), so that it can be
+    passed straight to :func:`resolve_config`.
     """
-    for n in range(1, limit + 1):
-        if all(s >= 1 for s in walk_plan(plan_at(n), n)):
-            return n
-    raise ValueError(f"no input size up to {limit} fits this network")
+
+    input_size: int
+    in_channels: int
+    num_classes: int
+    width: float = 1.0
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _PRESET_KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_PRESET_KEYS)
+
+    def __len__(self) -> int:
+        return len(_PRESET_KEYS)
+
+    def shape(self) -> str:
+        """``"3x224x224"``: channels x height x width of the input."""
+        return f"{self.in_channels}x{self.input_size}x{self.input_size}"
+
+
+_PRESET_KEYS = tuple(f.name for f in fields(Preset))
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the UI and the CLI show about a model: its paper, its ideas, its sizes."""
+    """What the UI and the CLI show about a model: its paper, its ideas, its presets."""
 
     name: str
     family: str
@@ -86,8 +83,8 @@ class ModelInfo:
     paper: str
     paper_url: str
     key_ideas: tuple[str, ...]
-    canonical: dict[str, Any]  # input_size, in_channels, num_classes
-    small: dict[str, Any]  # the recommended small configuration
+    canonical: Preset  # the paper's configuration
+    small: Preset  # the recommended small configuration (trains on a CPU)
     adaptation: str  # what the small-input stem changes
     notes: str = ""
     version: int = 1  # bump when the module code changes what a trained run means
@@ -97,11 +94,23 @@ class ModelInfo:
         d["key_ideas"] = list(self.key_ideas)
         return d
 
+    def preset(self, preset: str) -> Preset:
+        """The ``canonical`` or the ``small`` preset; ``ValueError`` for another name."""
+        if preset == "canonical":
+            return self.canonical
+        if preset == "small":
+            return self.small
+        raise ValueError(f"preset must be 'canonical' or 'small', got {preset!r}")
+
+
+PlanFunction = Callable[[int, bool], Plan]
+"""``plan(input_size, small)``: a family's spatial plan for that input side and stem."""
+
 
 @dataclass(frozen=True)
 class _Entry:
     builder: Callable[..., nn.Module]
-    plan: Callable[[int, bool], list[Reduction]]
+    plan: PlanFunction
     info: ModelInfo
 
 
@@ -110,12 +119,12 @@ _REGISTRY: dict[str, _Entry] = {}
 
 def register_model(
     info: ModelInfo,
-    plan: Callable[[int, bool], list[Reduction]],
+    plan: PlanFunction,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register ``builder`` under ``info.name``.
 
     ``builder(num_classes=, in_channels=, input_size=, width=, small=, **extra)`` returns
-    the module; ``plan(input_size, small)`` returns its main-path :class:`Reduction` list.
+    the module; ``plan(input_size, small)`` returns its :data:`~cnncompare.geometry.Plan`.
     """
 
     def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -128,7 +137,7 @@ def register_model(
 
 
 def _ensure_loaded() -> None:
-    # The family modules register themselves on import.
+    # The family modules import this one and register themselves on import: a cycle.
     from cnncompare import models  # noqa: F401
 
 
@@ -149,7 +158,20 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
+    """Paper, year, key ideas and presets of model ``name``; ``ValueError`` if unknown."""
     return _entry(name).info
+
+
+def _check_stem(stem: str) -> bool:
+    """True for the ``small`` stem, False for ``imagenet``; ``ValueError`` otherwise."""
+    if stem not in ("small", "imagenet"):
+        raise ValueError(f"stem must be 'small' or 'imagenet', got {stem!r}")
+    return stem == "small"
+
+
+def spatial_plan(name: str, input_size: int, stem: str = "imagenet") -> Plan:
+    """Model ``name``'s spatial plan for a square ``input_size`` with a resolved ``stem``."""
+    return _entry(name).plan(input_size, _check_stem(stem))
 
 
 @dataclass(frozen=True)
@@ -173,9 +195,7 @@ class ModelConfig:
 
     def key(self) -> str:
         """A short stable hash of the configuration and the model code's version."""
-        payload = dict(self.as_dict(), version=model_info(self.name).version)
-        blob = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return stable_hash(dict(self.as_dict(), version=model_info(self.name).version))
 
     def label(self) -> str:
         w = "" if self.width == 1 else f" w{self.width:g}"
@@ -210,25 +230,21 @@ def resolve_config(
     """
     entry = _entry(name)
     canon = entry.info.canonical
-    input_size = positive_int(
-        canon["input_size"] if input_size is None else input_size, "input_size"
-    )
+    input_size = positive_int(canon.input_size if input_size is None else input_size,
+                              "input_size")
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
     if stem == "auto":
-        small = input_size <= SMALL_INPUT_MAX and input_size < canon["input_size"]
+        small = input_size <= SMALL_INPUT_MAX and input_size < canon.input_size
         stem = "small" if small else "imagenet"
-    default_classes = 10 if stem == "small" else canon["num_classes"]
-    num_classes = positive_int(
-        default_classes if num_classes is None else num_classes, "num_classes"
-    )
-    in_channels = positive_int(
-        canon["in_channels"] if in_channels is None else in_channels, "in_channels"
-    )
+    default_classes = 10 if stem == "small" else canon.num_classes
+    num_classes = positive_int(default_classes if num_classes is None else num_classes,
+                               "num_classes")
+    in_channels = positive_int(canon.in_channels if in_channels is None else in_channels,
+                               "in_channels")
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not (0 < width <= 4):
         raise ValueError(f"width must be a number in (0, 4], got {width!r}")
-    plan = entry.plan(input_size, stem == "small")
-    if not all(s >= 1 for s in walk_plan(plan, input_size)):
+    if out_size(entry.plan(input_size, stem == "small"), input_size) < 1:
         need = smallest_input(lambda n: entry.plan(n, stem == "small"))
         where = ""
         if entry.plan(input_size, True) != entry.plan(input_size, False):
@@ -263,7 +279,60 @@ def count_params(name: str, **kwargs: Any) -> int:
 
 def min_input_size(name: str, stem: str = "small") -> int:
     """The smallest square input model ``name`` accepts with the ``small`` or ``imagenet`` stem."""
-    if stem not in ("small", "imagenet"):
-        raise ValueError(f"stem must be 'small' or 'imagenet', got {stem!r}")
+    small = _check_stem(stem)
     entry = _entry(name)
-    return smallest_input(lambda n: entry.plan(n, stem == "small"))
+    return smallest_input(lambda n: entry.plan(n, small))
+
+
+# --------------------------------------------------------------------------------------
+# Configuration helpers shared by profiling, benchmarking, the CLI and the pages
+
+
+def as_config(model: ModelConfig | str, **config: Any) -> ModelConfig:
+    """A :class:`ModelConfig` from a config or a model name plus ``resolve_config`` args."""
+    if isinstance(model, ModelConfig):
+        if config:
+            raise ValueError("pass either a ModelConfig or configuration arguments, not both")
+        return model
+    return resolve_config(model, **config)
+
+
+def preset_config(name: str, preset: str = "canonical", **overrides: Any) -> ModelConfig:
+    """Model ``name`` at its ``canonical`` or its recommended ``small`` :class:`Preset`.
+
+    ``overrides`` (``input_size``, ``in_channels``, ``num_classes``, ``width``, ``stem``)
+    that are not None win over the preset's values.
+    """
+    values = dict(model_info(name).preset(preset))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return resolve_config(name, **values)
+
+
+def config_for(name: str, preset: str | None = None, **config: Any) -> ModelConfig:
+    """:func:`preset_config` when a preset is named, else ``resolve_config(name, **config)``."""
+    if preset:
+        return preset_config(name, preset, **config)
+    return resolve_config(name, **config)
+
+
+def zoo_frame() -> pd.DataFrame:
+    """The zoo: one row per registered model, in zoo order, at its canonical preset.
+
+    Columns: ``model, family, year, paper, paper_url, params`` (counted on the meta
+    device), ``input`` (``"3x224x224"``), ``num_classes, key_idea`` (the first key idea).
+    """
+    rows = []
+    for name in list_models():
+        info = model_info(name)
+        rows.append({
+            "model": name,
+            "family": info.family,
+            "year": info.year,
+            "paper": info.paper,
+            "paper_url": info.paper_url,
+            "params": count_params(name),
+            "input": info.canonical.shape(),
+            "num_classes": info.canonical.num_classes,
+            "key_idea": info.key_ideas[0],
+        })
+    return pd.DataFrame(rows)

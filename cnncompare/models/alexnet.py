@@ -15,8 +15,9 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cnncompare.models._common import conv, maxpool, scale
-from cnncompare.registry import ModelInfo, Reduction, register_model
+from cnncompare.geometry import Plan, Step, conv, maxpool
+from cnncompare.models._common import IMAGENET, scale
+from cnncompare.registry import ModelInfo, Preset, register_model
 
 PAPER = "ImageNet Classification with Deep Convolutional Neural Networks"
 PAPER_URL = (
@@ -35,22 +36,60 @@ ADAPT = (
 )
 
 
-def _plan_tv(input_size: int, small: bool) -> list[Reduction]:
-    if small:
-        return [conv(3, 1, 1), maxpool(2, 2), conv(5, 1, 2), maxpool(2, 2)] + [
-            conv(3, 1, 1)
-        ] * 3 + [maxpool(2, 2)]
-    return [conv(11, 4, 2), maxpool(3, 2), conv(5, 1, 2), maxpool(3, 2)] + [
-        conv(3, 1, 1)
-    ] * 3 + [maxpool(3, 2)]
+def _layout(small: bool, first_padding: int) -> Plan:
+    """The spatial steps of ``features``: five convolutions, three max poolings.
+
+    The ImageNet stem is an 11x11 stride-4 convolution (torchvision pads it by 2, the
+    paper by 0 at 227 px) and 3x3 stride-2 overlapping poolings; the small stem a 3x3
+    stride-1 convolution and 2x2 stride-2 poolings.
+    """
+    first = conv(3, 1, 1) if small else conv(11, 4, first_padding)
+
+    def pool(name: str) -> Step:
+        return maxpool(2, 2, name=name) if small else maxpool(3, 2, name=name)
+
+    return (
+        first.named("features.conv1"), pool("features.pool1"),
+        conv(5, 1, 2, name="features.conv2"), pool("features.pool2"),
+        conv(3, 1, 1, name="features.conv3"),
+        conv(3, 1, 1, name="features.conv4"),
+        conv(3, 1, 1, name="features.conv5"), pool("features.pool5"),
+    )
 
 
-def _plan_2012(input_size: int, small: bool) -> list[Reduction]:
-    if small:
-        return _plan_tv(input_size, True)
-    return [conv(11, 4, 0), maxpool(3, 2), conv(5, 1, 2), maxpool(3, 2)] + [
-        conv(3, 1, 1)
-    ] * 3 + [maxpool(3, 2)]
+def _plan_tv(input_size: int, small: bool) -> Plan:
+    return _layout(small, first_padding=2)
+
+
+def _plan_2012(input_size: int, small: bool) -> Plan:
+    return _layout(small, first_padding=0)
+
+
+def _lrn() -> nn.LocalResponseNorm:
+    """The paper's local response normalisation (n=5, alpha=1e-4, beta=0.75, k=2)."""
+    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+
+
+def _features(plan: Plan, in_channels: int, channels: list[int], *,
+              groups: dict[str, int] | None = None, lrn_after: tuple[str, ...] = ()
+              ) -> nn.Sequential:
+    """``features`` from its plan: each convolution ``convN`` followed by ``reluN`` (and
+    ``normN`` after the convolutions in ``lrn_after``), each pooling as it is."""
+    groups = groups or {}
+    layers: list[tuple[str, nn.Module]] = []
+    c_in, out_channels = in_channels, iter(channels)
+    for step in plan:
+        local = step.name.removeprefix("features.")
+        if step.kind != "conv":
+            layers.append((local, step.pool2d()))
+            continue
+        c_out, index = next(out_channels), local.removeprefix("conv")
+        layers.append((local, step.conv2d(c_in, c_out, groups=groups.get(local, 1))))
+        layers.append((f"relu{index}", nn.ReLU(inplace=True)))
+        if local in lrn_after:
+            layers.append((f"norm{index}", _lrn()))
+        c_in = c_out
+    return nn.Sequential(OrderedDict(layers))
 
 
 def _classifier(in_features: int, hidden: int, num_classes: int, dropout: float = 0.5):
@@ -83,10 +122,6 @@ class AlexNet(nn.Module):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
 
-def _features(layers: list[tuple[str, nn.Module]]) -> nn.Sequential:
-    return nn.Sequential(OrderedDict(layers))
-
-
 @register_model(
     ModelInfo(
         name="alexnet",
@@ -95,8 +130,8 @@ def _features(layers: list[tuple[str, nn.Module]]) -> nn.Sequential:
         paper=PAPER,
         paper_url=PAPER_URL,
         key_ideas=KEY_IDEAS,
-        canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
-        small={"input_size": 28, "in_channels": 1, "num_classes": 10, "width": 0.25},
+        canonical=IMAGENET,
+        small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation=ADAPT,
         notes="torchvision's single-tower variant: 64/192/384/256/256 channels, no LRN.",
     ),
@@ -104,25 +139,7 @@ def _features(layers: list[tuple[str, nn.Module]]) -> nn.Sequential:
 )
 def alexnet(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
     c = [scale(ch, width) for ch in (64, 192, 384, 256, 256)]
-    k1, s1, p1 = (3, 1, 1) if small else (11, 4, 2)
-    pool = (lambda: nn.MaxPool2d(2, 2)) if small else (lambda: nn.MaxPool2d(3, 2))
-    feats = _features(
-        [
-            ("conv1", nn.Conv2d(in_channels, c[0], k1, s1, p1)),
-            ("relu1", nn.ReLU(inplace=True)),
-            ("pool1", pool()),
-            ("conv2", nn.Conv2d(c[0], c[1], 5, padding=2)),
-            ("relu2", nn.ReLU(inplace=True)),
-            ("pool2", pool()),
-            ("conv3", nn.Conv2d(c[1], c[2], 3, padding=1)),
-            ("relu3", nn.ReLU(inplace=True)),
-            ("conv4", nn.Conv2d(c[2], c[3], 3, padding=1)),
-            ("relu4", nn.ReLU(inplace=True)),
-            ("conv5", nn.Conv2d(c[3], c[4], 3, padding=1)),
-            ("relu5", nn.ReLU(inplace=True)),
-            ("pool5", pool()),
-        ]
-    )
+    feats = _features(_plan_tv(input_size, small), in_channels, c)
     pooled = 3 if small else 6
     hidden = scale(4096, width)
     return AlexNet(feats, pooled, _classifier(c[4] * pooled * pooled, hidden, num_classes))
@@ -137,8 +154,8 @@ def alexnet(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
         paper_url=PAPER_URL,
         key_ideas=KEY_IDEAS
         + ("Two GPU towers (grouped convolutions) and local response normalisation",),
-        canonical={"input_size": 227, "in_channels": 3, "num_classes": 1000},
-        small={"input_size": 28, "in_channels": 1, "num_classes": 10, "width": 0.25},
+        canonical=Preset(input_size=227, in_channels=3, num_classes=1000),
+        small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation=ADAPT,
         notes=(
             "The paper's network: 96/256/384/384/256 channels at 227 px, LRN after conv1 "
@@ -149,31 +166,9 @@ def alexnet(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
 )
 def alexnet2012(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
     c = [scale(ch, width, divisor=2) for ch in (96, 256, 384, 384, 256)]
-    k1, s1, p1 = (3, 1, 1) if small else (11, 4, 0)
-    pool = (lambda: nn.MaxPool2d(2, 2)) if small else (lambda: nn.MaxPool2d(3, 2))
-
-    def lrn():
-        return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
-
-    feats = _features(
-        [
-            ("conv1", nn.Conv2d(in_channels, c[0], k1, s1, p1)),
-            ("relu1", nn.ReLU(inplace=True)),
-            ("norm1", lrn()),
-            ("pool1", pool()),
-            ("conv2", nn.Conv2d(c[0], c[1], 5, padding=2, groups=2)),
-            ("relu2", nn.ReLU(inplace=True)),
-            ("norm2", lrn()),
-            ("pool2", pool()),
-            ("conv3", nn.Conv2d(c[1], c[2], 3, padding=1)),
-            ("relu3", nn.ReLU(inplace=True)),
-            ("conv4", nn.Conv2d(c[2], c[3], 3, padding=1, groups=2)),
-            ("relu4", nn.ReLU(inplace=True)),
-            ("conv5", nn.Conv2d(c[3], c[4], 3, padding=1, groups=2)),
-            ("relu5", nn.ReLU(inplace=True)),
-            ("pool5", pool()),
-        ]
-    )
+    # The two GPU towers: conv2, conv4 and conv5 see only their own tower's half.
+    feats = _features(_plan_2012(input_size, small), in_channels, c,
+                      groups={"conv2": 2, "conv4": 2, "conv5": 2}, lrn_after=("conv1", "conv2"))
     pooled = 3 if small else 6
     hidden = scale(4096, width)
     return AlexNet(feats, pooled, _classifier(c[4] * pooled * pooled, hidden, num_classes))

@@ -13,8 +13,23 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from cnncompare.models._common import avgpool, conv, maxpool, scale
-from cnncompare.registry import ModelInfo, Reduction, register_model
+from cnncompare.geometry import Branches, Plan, Step, avgpool, conv, maxpool
+from cnncompare.models._common import IMAGENET, scale
+from cnncompare.registry import ModelInfo, Preset, register_model
+
+BLOCKS = (6, 12, 24, 16)
+"""densenet121: the number of layers in each dense block."""
+
+LAYER_STEPS = {"conv1": conv(1), "conv2": conv(3, 1, 1)}
+"""A dense layer's convolutions by module name: 1x1 bottleneck, then 3x3."""
+
+TRANSITION_STEPS = {"conv": conv(1), "pool": avgpool(2, 2)}
+"""A transition's 1x1 convolution and 2x2 average pooling by module name."""
+
+
+def _stem(small: bool) -> dict[str, Step]:
+    """``conv0`` (7x7 stride 2, or 3x3 stride 1 on small inputs) and ``pool0``."""
+    return {"conv0": conv(3, 1, 1) if small else conv(7, 2, 3), "pool0": maxpool(3, 2, 1)}
 
 
 class DenseLayer(nn.Sequential):
@@ -26,10 +41,10 @@ class DenseLayer(nn.Sequential):
                 [
                     ("norm1", nn.BatchNorm2d(c_in)),
                     ("relu1", nn.ReLU(inplace=True)),
-                    ("conv1", nn.Conv2d(c_in, bn_size * growth, 1, bias=False)),
+                    ("conv1", LAYER_STEPS["conv1"].conv2d(c_in, bn_size * growth, bias=False)),
                     ("norm2", nn.BatchNorm2d(bn_size * growth)),
                     ("relu2", nn.ReLU(inplace=True)),
-                    ("conv2", nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)),
+                    ("conv2", LAYER_STEPS["conv2"].conv2d(bn_size * growth, growth, bias=False)),
                 ]
             )
         )
@@ -55,8 +70,8 @@ class Transition(nn.Sequential):
                 [
                     ("norm", nn.BatchNorm2d(c_in)),
                     ("relu", nn.ReLU(inplace=True)),
-                    ("conv", nn.Conv2d(c_in, c_out, 1, bias=False)),
-                    ("pool", nn.AvgPool2d(2, 2)),
+                    ("conv", TRANSITION_STEPS["conv"].conv2d(c_in, c_out, bias=False)),
+                    ("pool", TRANSITION_STEPS["pool"].pool2d()),
                 ]
             )
         )
@@ -68,10 +83,10 @@ class DenseNet(nn.Module):
                  in_channels: int, width: float, small: bool):
         super().__init__()
         growth, c = scale(growth_rate, width), scale(init_features, width)
-        k, s, p = (3, 1, 1) if small else (7, 2, 3)
-        stem = [("conv0", nn.Conv2d(in_channels, c, k, s, p, bias=False)),
+        steps = _stem(small)
+        stem = [("conv0", steps["conv0"].conv2d(in_channels, c, bias=False)),
                 ("norm0", nn.BatchNorm2d(c)), ("relu0", nn.ReLU(inplace=True)),
-                ("pool0", nn.MaxPool2d(3, 2, 1))]
+                ("pool0", steps["pool0"].pool2d())]
         self.features = nn.Sequential(OrderedDict(stem))
         for i, n_layers in enumerate(block_config):
             self.features.add_module(f"denseblock{i + 1}", DenseBlock(n_layers, c, growth, bn_size))
@@ -98,9 +113,20 @@ class DenseNet(nn.Module):
         return self.classifier(self.flatten(self.avgpool(x)))
 
 
-def _plan(input_size: int, small: bool) -> list[Reduction]:
-    first = conv(3, 1, 1) if small else conv(7, 2, 3)
-    return [first, maxpool(3, 2, 1)] + [avgpool(2, 2)] * 3
+def _plan(input_size: int, small: bool) -> Plan:
+    """The stem; each dense layer as its input beside its new maps (concatenated: the
+    block's output is its input and every layer's maps); the transitions."""
+    nodes: list[Step | Branches] = [step.named(f"features.{name}")
+                                    for name, step in _stem(small).items()]
+    for i, n_layers in enumerate(BLOCKS, start=1):
+        for j in range(1, n_layers + 1):
+            layer = f"features.denseblock{i}.denselayer{j}"
+            new_maps = tuple(step.named(f"{layer}.{name}") for name, step in LAYER_STEPS.items())
+            nodes.append(Branches(((), new_maps), "concat", name=layer))
+        if i != len(BLOCKS):
+            nodes += [step.named(f"features.transition{i}.{name}")
+                      for name, step in TRANSITION_STEPS.items()]
+    return tuple(nodes)
 
 
 @register_model(
@@ -116,8 +142,8 @@ def _plan(input_size: int, small: bool) -> list[Reduction]:
             "Transition layers (1x1 conv + 2x2 average pooling) compress between blocks",
         ),
         version=2,  # 2: the small-input stem keeps one 2x downsampling
-        canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
-        small={"input_size": 32, "in_channels": 3, "num_classes": 10, "width": 0.25},
+        canonical=IMAGENET,
+        small=Preset(input_size=32, in_channels=3, num_classes=10, width=0.25),
         adaptation=(
             "First convolution 3x3 stride 1 (instead of 7x7 stride 2), then the usual 3x3 "
             "stride-2 max pooling, so a 32 px input reaches the first dense block at 16x16."
@@ -127,5 +153,5 @@ def _plan(input_size: int, small: bool) -> list[Reduction]:
     _plan,
 )
 def densenet121(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
-    return DenseNet((6, 12, 24, 16), num_classes=num_classes, in_channels=in_channels,
+    return DenseNet(BLOCKS, num_classes=num_classes, in_channels=in_channels,
                     width=width, small=small)

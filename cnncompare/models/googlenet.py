@@ -18,23 +18,34 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from cnncompare.models._common import conv, maxpool, scale
-from cnncompare.registry import ModelInfo, Reduction, register_model
+from cnncompare.geometry import Branches, Plan, Step, conv, maxpool
+from cnncompare.models._common import IMAGENET, scale
+from cnncompare.registry import ModelInfo, Preset, register_model
 
-# in -> (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj), by module name.
-INCEPTIONS: list[tuple[str, tuple[int, int, int, int, int, int]]] = [
+# After the stem, by module name: an Inception module's output channels (1x1, 3x3
+# reduce, 3x3, 5x5 reduce, 5x5, pool projection), or a max pooling between stages.
+INCEPTIONS: list[tuple[str, tuple[int, int, int, int, int, int] | Step]] = [
     ("inception3a", (64, 96, 128, 16, 32, 32)),
     ("inception3b", (128, 128, 192, 32, 96, 64)),
-    ("maxpool3", ()),
+    ("maxpool3", maxpool(3, 2, ceil_mode=True)),
     ("inception4a", (192, 96, 208, 16, 48, 64)),
     ("inception4b", (160, 112, 224, 24, 64, 64)),
     ("inception4c", (128, 128, 256, 24, 64, 64)),
     ("inception4d", (112, 144, 288, 32, 64, 64)),
     ("inception4e", (256, 160, 320, 32, 128, 128)),
-    ("maxpool4", ()),
+    ("maxpool4", maxpool(2, 2, ceil_mode=True)),
     ("inception5a", (256, 160, 320, 32, 128, 128)),
     ("inception5b", (384, 192, 384, 48, 128, 128)),
 ]
+
+# The four branches of every Inception module: 1x1; 1x1 then 3x3; 1x1 then the "5x5"
+# (3x3, as in torchvision); 3x3 stride-1 max pooling then a 1x1 projection.
+BRANCHES: tuple[tuple[Step, ...], ...] = (
+    (conv(1),),
+    (conv(1), conv(3, 1, 1)),
+    (conv(1), conv(3, 1, 1)),
+    (maxpool(3, 1, 1, ceil_mode=True), conv(1)),
+)
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -43,21 +54,54 @@ class GoogLeNetOutputs(NamedTuple):
     aux_logits1: Tensor
 
 
-def _plan(input_size: int, small: bool) -> list[Reduction]:
-    stem = [conv(3, 1, 1), conv(1), conv(3, 1, 1), maxpool(3, 2, ceil_mode=True)] if small else [
-        conv(7, 2, 3), maxpool(3, 2, ceil_mode=True), conv(1), conv(3, 1, 1),
-        maxpool(3, 2, ceil_mode=True)]
-    return stem + [maxpool(3, 2, ceil_mode=True), maxpool(2, 2, ceil_mode=True)]
+def _stem(small: bool) -> list[tuple[str, Step | None]]:
+    """The stem's steps by module name; the small stem has no ``maxpool1`` (None)."""
+    return [
+        ("conv1", conv(3, 1, 1) if small else conv(7, 2, 3)),
+        ("maxpool1", None if small else maxpool(3, 2, ceil_mode=True)),
+        ("conv2", conv(1)),
+        ("conv3", conv(3, 1, 1)),
+        ("maxpool2", maxpool(3, 2, ceil_mode=True)),
+    ]
+
+
+def _module_path(name: str, step: Step) -> str:
+    """A convolution step is performed by the ``conv`` inside a :class:`BasicConv2d`."""
+    return f"{name}.conv" if step.kind == "conv" else name
+
+
+def _inception_plan(name: str) -> Branches:
+    """Inception module ``name`` as four paths merged by concatenation.
+
+    A branch of one step is that step's module; a longer one is an ``nn.Sequential``.
+    """
+    paths = []
+    for i, branch in enumerate(BRANCHES, start=1):
+        prefix = f"{name}.branch{i}"
+        if len(branch) == 1:
+            paths.append((branch[0].named(_module_path(prefix, branch[0])),))
+        else:
+            paths.append(tuple(step.named(_module_path(f"{prefix}.{j}", step))
+                               for j, step in enumerate(branch)))
+    return Branches(tuple(paths), "concat", name=name)
+
+
+def _plan(input_size: int, small: bool) -> Plan:
+    plan: list[Step | Branches] = [step.named(_module_path(name, step))
+                                   for name, step in _stem(small) if step is not None]
+    for name, spec in INCEPTIONS:
+        plan.append(spec.named(name) if isinstance(spec, Step) else _inception_plan(name))
+    return tuple(plan)
 
 
 class BasicConv2d(nn.Sequential):
-    """Convolution without bias, batch normalisation, ReLU."""
+    """The convolution ``step`` without bias, batch normalisation, ReLU."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0):
+    def __init__(self, c_in: int, c_out: int, step: Step):
         super().__init__(
             OrderedDict(
                 [
-                    ("conv", nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False)),
+                    ("conv", step.conv2d(c_in, c_out, bias=False)),
                     ("bn", nn.BatchNorm2d(c_out, eps=0.001)),
                     ("relu", nn.ReLU(inplace=True)),
                 ]
@@ -68,12 +112,11 @@ class BasicConv2d(nn.Sequential):
 class Inception(nn.Module):
     def __init__(self, c_in: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pp: int):
         super().__init__()
-        self.branch1 = BasicConv2d(c_in, c1, 1)
-        self.branch2 = nn.Sequential(BasicConv2d(c_in, c3r, 1), BasicConv2d(c3r, c3, 3, padding=1))
-        self.branch3 = nn.Sequential(BasicConv2d(c_in, c5r, 1), BasicConv2d(c5r, c5, 3, padding=1))
-        self.branch4 = nn.Sequential(
-            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), BasicConv2d(c_in, pp, 1)
-        )
+        (b1,), (b2a, b2b), (b3a, b3b), (b4_pool, b4_proj) = BRANCHES
+        self.branch1 = BasicConv2d(c_in, c1, b1)
+        self.branch2 = nn.Sequential(BasicConv2d(c_in, c3r, b2a), BasicConv2d(c3r, c3, b2b))
+        self.branch3 = nn.Sequential(BasicConv2d(c_in, c5r, b3a), BasicConv2d(c5r, c5, b3b))
+        self.branch4 = nn.Sequential(b4_pool.pool2d(), BasicConv2d(c_in, pp, b4_proj))
         self.out_channels = c1 + c3 + c5 + pp
 
     def forward(self, x: Tensor) -> Tensor:
@@ -84,7 +127,7 @@ class InceptionAux(nn.Module):
     def __init__(self, c_in: int, num_classes: int, width: float):
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d((4, 4))
-        self.conv = BasicConv2d(c_in, scale(128, width), 1)
+        self.conv = BasicConv2d(c_in, scale(128, width), conv(1))
         self.fc1 = nn.Linear(scale(128, width) * 16, scale(1024, width))
         self.fc2 = nn.Linear(scale(1024, width), num_classes)
         self.dropout = nn.Dropout(0.7)
@@ -99,22 +142,17 @@ class GoogLeNet(nn.Module):
                  aux_logits: bool = False, dropout: float = 0.2):
         super().__init__()
         c64, c192 = scale(64, width), scale(192, width)
-        if small:
-            self.conv1 = BasicConv2d(in_channels, c64, 3, padding=1)
-            self.maxpool1 = nn.Identity()
-        else:
-            self.conv1 = BasicConv2d(in_channels, c64, 7, stride=2, padding=3)
-            self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.conv2 = BasicConv2d(c64, c64, 1)
-        self.conv3 = BasicConv2d(c64, c192, 3, padding=1)
-        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        stem = dict(_stem(small))
+        self.conv1 = BasicConv2d(in_channels, c64, stem["conv1"])
+        self.maxpool1 = nn.Identity() if stem["maxpool1"] is None else stem["maxpool1"].pool2d()
+        self.conv2 = BasicConv2d(c64, c64, stem["conv2"])
+        self.conv3 = BasicConv2d(c64, c192, stem["conv3"])
+        self.maxpool2 = stem["maxpool2"].pool2d()
         c_in = c192
         aux_in = {}
         for name, spec in INCEPTIONS:
-            if not spec:
-                pool = nn.MaxPool2d(3, 2, ceil_mode=True) if name == "maxpool3" else nn.MaxPool2d(
-                    2, 2, ceil_mode=True)
-                setattr(self, name, pool)
+            if isinstance(spec, Step):
+                setattr(self, name, spec.pool2d())
                 continue
             block = Inception(c_in, *(scale(c, width) for c in spec))
             setattr(self, name, block)
@@ -165,8 +203,8 @@ class GoogLeNet(nn.Module):
             "Global average pooling; auxiliary classifiers during training",
         ),
         version=2,  # 2: the small-input stem keeps one 2x downsampling
-        canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
-        small={"input_size": 28, "in_channels": 1, "num_classes": 10, "width": 0.25},
+        canonical=IMAGENET,
+        small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation=(
             "Stem is a 3x3 stride-1 convolution (instead of 7x7 stride 2) and only the second "
             "of its two max poolings is kept, so a 28 px map reaches the Inception modules at "

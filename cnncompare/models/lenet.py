@@ -15,8 +15,9 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cnncompare.models._common import conv, maxpool, scale
-from cnncompare.registry import ModelInfo, Reduction, register_model
+from cnncompare.geometry import Plan, avgpool, conv, maxpool, out_size
+from cnncompare.models._common import scale
+from cnncompare.registry import ModelInfo, Preset, register_model
 
 PAPER = "Gradient-Based Learning Applied to Document Recognition"
 PAPER_URL = "http://yann.lecun.com/exdb/publis/pdf/lecun-01a.pdf"
@@ -27,33 +28,39 @@ def _padding(input_size: int) -> int:
     return 2 if input_size <= 28 else 0
 
 
-def _plan(input_size: int, small: bool) -> list[Reduction]:
-    return [conv(5, 1, _padding(input_size)), maxpool(2, 2), conv(5), maxpool(2, 2)]
+def _layout(input_size: int, classic: bool) -> Plan:
+    """The four spatial steps; the textbook form pools by averaging, the modern by max."""
+    pool = avgpool if classic else maxpool
+    return (conv(5, 1, _padding(input_size), name="conv1"), pool(2, 2, name="pool1"),
+            conv(5, name="conv2"), pool(2, 2, name="pool2"))
 
 
-def _spatial_out(input_size: int) -> int:
-    from cnncompare.registry import walk_plan
+def _plan_classic(input_size: int, small: bool) -> Plan:
+    return _layout(input_size, classic=True)
 
-    return walk_plan(_plan(input_size, False), input_size)[-1]
+
+def _plan_modern(input_size: int, small: bool) -> Plan:
+    return _layout(input_size, classic=False)
 
 
 def _lenet(
     *, classic: bool, num_classes: int, in_channels: int, input_size: int, width: float
 ) -> nn.Sequential:
     act = nn.Sigmoid if classic else nn.ReLU
-    pool = (lambda: nn.AvgPool2d(2, 2)) if classic else (lambda: nn.MaxPool2d(2, 2))
     c1, c2 = scale(6, width), scale(16, width)
     f1, f2 = scale(120, width), scale(84, width)
-    side = _spatial_out(input_size)
+    plan = _layout(input_size, classic)
+    conv1, pool1, conv2, pool2 = plan
+    side = out_size(plan, input_size)
     return nn.Sequential(
         OrderedDict(
             [
-                ("conv1", nn.Conv2d(in_channels, c1, 5, padding=_padding(input_size))),
+                (conv1.name, conv1.conv2d(in_channels, c1)),
                 ("act1", act()),
-                ("pool1", pool()),
-                ("conv2", nn.Conv2d(c1, c2, 5)),
+                (pool1.name, pool1.pool2d()),
+                (conv2.name, conv2.conv2d(c1, c2)),
                 ("act2", act()),
-                ("pool2", pool()),
+                (pool2.name, pool2.pool2d()),
                 ("flatten", nn.Flatten()),
                 ("fc1", nn.Linear(c2 * side * side, f1)),
                 ("act3", act()),
@@ -65,8 +72,8 @@ def _lenet(
     )
 
 
-_CANON = {"input_size": 28, "in_channels": 1, "num_classes": 10}
-_SMALL = {"input_size": 28, "in_channels": 1, "num_classes": 10, "width": 1.0}
+_CANON = Preset(input_size=28, in_channels=1, num_classes=10)
+_SMALL = Preset(input_size=28, in_channels=1, num_classes=10, width=1.0)
 _ADAPT = (
     "None needed: LeNet was designed for 32x32 digits. A 28x28 input gets padding 2 on "
     "the first convolution, so both give a 16x5x5 map before the classifier; other sizes "
@@ -91,7 +98,7 @@ _ADAPT = (
         adaptation=_ADAPT,
         notes="Textbook form: sigmoid activations, average pooling, full C3 connectivity.",
     ),
-    _plan,
+    _plan_classic,
 )
 def lenet5(**kw) -> nn.Module:
     kw.pop("small", None)
@@ -114,7 +121,7 @@ def lenet5(**kw) -> nn.Module:
         adaptation=_ADAPT,
         notes="Modern form: ReLU activations and max pooling; same shapes as lenet5.",
     ),
-    _plan,
+    _plan_modern,
 )
 def lenet(**kw) -> nn.Module:
     kw.pop("small", None)

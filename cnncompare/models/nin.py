@@ -12,26 +12,55 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cnncompare.models._common import conv, maxpool, scale
-from cnncompare.registry import ModelInfo, Reduction, register_model
+from cnncompare.geometry import Plan, Step, conv, maxpool
+from cnncompare.models._common import IMAGENET, scale
+from cnncompare.registry import ModelInfo, Preset, register_model
 
 
-def _plan(input_size: int, small: bool) -> list[Reduction]:
-    first = conv(3, 1, 1) if small else conv(11, 4, 0)
-    return [first, maxpool(3, 2), conv(5, 1, 2), maxpool(3, 2), conv(3, 1, 1), maxpool(3, 2),
-            conv(3, 1, 1)]
+def _first_conv(small: bool) -> Step:
+    """11x11 stride 4 on ImageNet inputs, 3x3 stride 1 on small ones."""
+    return conv(3, 1, 1) if small else conv(11, 4, 0)
 
 
-def nin_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
-    """A k x k convolution and two 1x1 convolutions, each followed by ReLU."""
+MLP = conv(1)
+"""The two 1x1 convolutions of every block: a small MLP at each pixel."""
+
+
+def _layout(small: bool) -> list[tuple[str, Step]]:
+    """``(module name, step)``: each block's first convolution, and the poolings."""
+    return [
+        ("block1", _first_conv(small)),
+        ("pool1", maxpool(3, 2)),
+        ("block2", conv(5, 1, 2)),
+        ("pool2", maxpool(3, 2)),
+        ("block3", conv(3, 1, 1)),
+        ("pool3", maxpool(3, 2)),
+        ("block4", conv(3, 1, 1)),
+    ]
+
+
+def _block_steps(first: Step, prefix: str) -> tuple[Step, Step, Step]:
+    """A block's three convolutions: ``first`` and the two 1x1 ``mlp`` layers."""
+    return first.named(f"{prefix}.conv"), MLP.named(f"{prefix}.mlp1"), MLP.named(f"{prefix}.mlp2")
+
+
+def _plan(input_size: int, small: bool) -> Plan:
+    plan: list[Step] = []
+    for name, step in _layout(small):
+        plan += _block_steps(step, name) if step.kind == "conv" else [step.named(name)]
+    return tuple(plan)
+
+
+def nin_block(c_in: int, c_out: int, first: Step) -> nn.Sequential:
+    """The convolution ``first`` and two 1x1 convolutions, each followed by ReLU."""
     return nn.Sequential(
         OrderedDict(
             [
-                ("conv", nn.Conv2d(c_in, c_out, kernel, stride, padding)),
+                ("conv", first.conv2d(c_in, c_out)),
                 ("relu", nn.ReLU(inplace=True)),
-                ("mlp1", nn.Conv2d(c_out, c_out, 1)),
+                ("mlp1", MLP.conv2d(c_out, c_out)),
                 ("relu1", nn.ReLU(inplace=True)),
-                ("mlp2", nn.Conv2d(c_out, c_out, 1)),
+                ("mlp2", MLP.conv2d(c_out, c_out)),
                 ("relu2", nn.ReLU(inplace=True)),
             ]
         )
@@ -50,29 +79,26 @@ def nin_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> 
             "Global average pooling instead of fully connected layers",
             "Far fewer parameters than AlexNet for the same depth of features",
         ),
-        canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
-        small={"input_size": 28, "in_channels": 1, "num_classes": 10, "width": 0.25},
+        canonical=IMAGENET,
+        small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation="First block 3x3 stride 1 (instead of 11x11 stride 4).",
         notes="Layout of Dive into Deep Learning's NiN; dropout 0.5 before the class block.",
     ),
     _plan,
 )
 def nin(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
-    c1, c2, c3 = scale(96, width), scale(256, width), scale(384, width)
-    k, s, p = (3, 1, 1) if small else (11, 4, 0)
-    return nn.Sequential(
-        OrderedDict(
-            [
-                ("block1", nin_block(in_channels, c1, k, s, p)),
-                ("pool1", nn.MaxPool2d(3, 2)),
-                ("block2", nin_block(c1, c2, 5, 1, 2)),
-                ("pool2", nn.MaxPool2d(3, 2)),
-                ("block3", nin_block(c2, c3, 3, 1, 1)),
-                ("pool3", nn.MaxPool2d(3, 2)),
-                ("dropout", nn.Dropout(0.5)),
-                ("block4", nin_block(c3, num_classes, 3, 1, 1)),
-                ("gap", nn.AdaptiveAvgPool2d((1, 1))),
-                ("flatten", nn.Flatten()),
-            ]
-        )
-    )
+    # Output channels of block1..block4; the class block gives one map per class.
+    widths = iter([scale(96, width), scale(256, width), scale(384, width), num_classes])
+    layers: list[tuple[str, nn.Module]] = []
+    c_in = in_channels
+    for name, step in _layout(small):
+        if step.kind != "conv":
+            layers.append((name, step.pool2d()))
+            continue
+        if name == "block4":
+            layers.append(("dropout", nn.Dropout(0.5)))
+        c_out = next(widths)
+        layers.append((name, nin_block(c_in, c_out, step)))
+        c_in = c_out
+    layers += [("gap", nn.AdaptiveAvgPool2d((1, 1))), ("flatten", nn.Flatten())]
+    return nn.Sequential(OrderedDict(layers))

@@ -12,8 +12,9 @@ from collections import OrderedDict
 
 from torch import nn
 
-from cnncompare.models._common import conv, maxpool, scale
-from cnncompare.registry import ModelInfo, Reduction, register_model
+from cnncompare.geometry import Plan, Step, conv, maxpool
+from cnncompare.models._common import IMAGENET, scale
+from cnncompare.registry import ModelInfo, PlanFunction, Preset, register_model
 
 PAPER = "Very Deep Convolutional Networks for Large-Scale Image Recognition"
 PAPER_URL = "https://arxiv.org/abs/1409.1556"
@@ -34,16 +35,29 @@ ADAPT = (
 )
 
 
-def _layout(cfg_name: str, small: bool) -> list[int | str]:
-    cfg = list(CFGS[cfg_name])
-    if small:
-        cfg = cfg[:-1]  # drop the fifth pooling
-    return cfg
+def _layout(cfg_name: str, small: bool) -> list[tuple[int | None, Step]]:
+    """``(out_channels, step)`` for every entry of the config, in order.
+
+    A number is a 3x3 padding-1 convolution ``features.conv{block}_{i}`` to that many
+    channels (at width 1); ``"M"`` is the 2x2 stride-2 max pooling ``features.pool{block}``
+    that ends block ``block``. The small stem drops the fifth pooling.
+    """
+    cfg = CFGS[cfg_name][:-1] if small else CFGS[cfg_name]
+    layout: list[tuple[int | None, Step]] = []
+    block, idx = 1, 1
+    for v in cfg:
+        if v == "M":
+            layout.append((None, maxpool(2, 2, name=f"features.pool{block}")))
+            block, idx = block + 1, 1
+        else:
+            layout.append((int(v), conv(3, 1, 1, name=f"features.conv{block}_{idx}")))
+            idx += 1
+    return layout
 
 
-def _plan_for(cfg_name: str):
-    def plan(input_size: int, small: bool) -> list[Reduction]:
-        return [maxpool(2, 2) if v == "M" else conv(3, 1, 1) for v in _layout(cfg_name, small)]
+def _plan_for(cfg_name: str) -> PlanFunction:
+    def plan(input_size: int, small: bool) -> Plan:
+        return tuple(step for _, step in _layout(cfg_name, small))
 
     return plan
 
@@ -88,18 +102,18 @@ class VGG(nn.Module):
 def _build(cfg_name: str, batch_norm: bool, *, num_classes, in_channels, input_size, width,
            small) -> VGG:
     layers: list[tuple[str, nn.Module]] = []
-    block, idx, c_in = 1, 1, in_channels
-    for v in _layout(cfg_name, small):
-        if v == "M":
-            layers.append((f"pool{block}", nn.MaxPool2d(2, 2)))
-            block, idx = block + 1, 1
+    c_in = in_channels
+    for channels, step in _layout(cfg_name, small):
+        local = step.name.removeprefix("features.")
+        if channels is None:
+            layers.append((local, step.pool2d()))
             continue
-        c_out = scale(int(v), width)
-        layers.append((f"conv{block}_{idx}", nn.Conv2d(c_in, c_out, 3, padding=1)))
+        c_out, index = scale(channels, width), local.removeprefix("conv")  # "1_2"
+        layers.append((local, step.conv2d(c_in, c_out)))
         if batch_norm:
-            layers.append((f"bn{block}_{idx}", nn.BatchNorm2d(c_out)))
-        layers.append((f"relu{block}_{idx}", nn.ReLU(inplace=True)))
-        c_in, idx = c_out, idx + 1
+            layers.append((f"bn{index}", nn.BatchNorm2d(c_out)))
+        layers.append((f"relu{index}", nn.ReLU(inplace=True)))
+        c_in = c_out
     pooled, hidden = (1, scale(512, width)) if small else (7, scale(4096, width))
     return VGG(nn.Sequential(OrderedDict(layers)), pooled, c_in, hidden, num_classes)
 
@@ -122,8 +136,8 @@ def _register(cfg_name: str, batch_norm: bool) -> None:
         paper_url=PAPER_URL,
         key_ideas=tuple(ideas),
         version=2,  # 2: a narrow classifier keeps PyTorch's default init
-        canonical={"input_size": 224, "in_channels": 3, "num_classes": 1000},
-        small={"input_size": 32, "in_channels": 3, "num_classes": 10, "width": 0.125},
+        canonical=IMAGENET,
+        small=Preset(input_size=32, in_channels=3, num_classes=10, width=0.125),
         adaptation=ADAPT,
         notes=f"{depth} weight layers" + (", batch-normalised" if batch_norm else "") + ".",
     )

@@ -39,11 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -55,9 +52,19 @@ import torch
 from torch import nn
 
 from cnncompare import paths, profiling
+from cnncompare.cache import read_json, stable_hash, write_json
 from cnncompare.checks import positive_int
 from cnncompare.devices import device_name, resolve_device, synchronize
-from cnncompare.registry import ModelConfig
+from cnncompare.registry import ModelConfig, config_for
+from cnncompare.runtime import (
+    Cancel,
+    Cancelled,
+    Runtime,
+    autocast_dtype,
+    cancel_check,
+    main_logits,
+    optimizer_step,
+)
 
 MODES = ("infer", "train")
 DTYPES = ("float32", "float16", "bfloat16", "amp")
@@ -66,9 +73,6 @@ SCHEMA = 3
 
 Progress = Callable[[float, str], None]
 """``progress(fraction_done, message)``; the fraction runs from 0 to 1 over a whole job."""
-
-Cancel = Callable[[], bool] | threading.Event
-"""A callable that returns True (or an Event that is set) when the user wants to stop."""
 
 RESULT_COLUMNS = [
     "model", "config", "config_key", "mode", "device", "device_name", "dtype", "batch_size",
@@ -83,7 +87,7 @@ _PEAKS: dict[str, dict[str, Any]] = {}
 """Machine peaks measured by this process (a machine's peak does not change while it runs)."""
 
 
-class BenchmarkCancelled(RuntimeError):
+class BenchmarkCancelled(Cancelled, RuntimeError):
     """Raised inside a benchmark when its ``cancel`` says stop."""
 
 
@@ -296,8 +300,9 @@ def machine_peak(device: str | torch.device = "auto", dtype: str = "float32",
     run is reported too (``gflops_median``).
 
     ``n`` defaults to 2048 on the CPU and 4096 on a GPU. ``dtype="amp"`` times the dtype
-    autocast would use (float16 on CUDA, bfloat16 elsewhere). With ``cache`` a result is
-    reused from this process's memory or the disk; without it the matmul is timed again.
+    mixed-precision training uses on the device (bf16, or fp16 on a CUDA GPU without bf16).
+    With ``cache`` a result is reused from this process's memory or the disk; without it
+    the matmul is timed again.
     """
     dev = resolve_device(device)
     n = n or (2048 if dev.type == "cpu" else 4096)
@@ -305,7 +310,7 @@ def machine_peak(device: str | torch.device = "auto", dtype: str = "float32",
     key = {"kind": "peak", "device": device_name(dev), "threads": torch.get_num_threads(),
            "dtype": str(tdtype), "n": n, "iters": iters, "torch": torch.__version__,
            "schema": SCHEMA}
-    digest = _digest(key)
+    digest = stable_hash(key, 20)
     path = paths.cache_dir("bench") / f"peak-{digest}.json"
     if cache:
         hit = _PEAKS.get(digest) or _read_row(path)
@@ -346,51 +351,42 @@ def clear_cache() -> int:
 
 
 class _StepRunner:
-    """A model, a batch and (in training) an optimiser: ``step()`` runs one step."""
+    """A model, a batch and (in training) an optimiser: ``step()`` runs one step.
+
+    ``dtype="amp"`` runs under the autocast dtype training uses with mixed precision on
+    this device (:func:`cnncompare.runtime.autocast_dtype`), with its gradient scaler.
+    """
 
     def __init__(self, model: nn.Module, cfg: ModelConfig, batch_size: int,
                  settings: BenchSettings, device: torch.device):
         self.model, self.device, self.mode = model, device, settings.mode
-        self.autocast_dtype = _compute_dtype("amp", device) if settings.dtype == "amp" else None
-        tdtype = torch.float32 if self.autocast_dtype else _compute_dtype(settings.dtype, device)
+        amp = autocast_dtype(device, True) if settings.dtype == "amp" else None
+        self.runtime = Runtime(device, amp)
+        tdtype = torch.float32 if amp else _compute_dtype(settings.dtype, device)
         model.to(dtype=tdtype)
         g = torch.Generator().manual_seed(0)
         shape = (batch_size, cfg.in_channels, cfg.input_size, cfg.input_size)
         self.x = torch.randn(shape, generator=g).to(device=device, dtype=tdtype)
         self.y = torch.randint(0, cfg.num_classes, (batch_size,), generator=g).to(device)
         self.optimizer: torch.optim.Optimizer | None = None
-        self.scaler = None
+        self.scaler = self.runtime.grad_scaler()
         if self.mode == "train":
             model.train()
             self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-            if self.autocast_dtype == torch.float16 and device.type == "cuda":
-                self.scaler = torch.amp.GradScaler("cuda")
         else:
             model.eval()
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
     def step(self) -> None:
         if self.mode == "infer":
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), self.runtime.autocast():
                 self.model(self.x)
             return
         assert self.optimizer is not None
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            out = self.model(self.x)
-            logits = out if isinstance(out, torch.Tensor) else out[0]
+        with self.runtime.autocast():
+            logits = main_logits(self.model(self.x))
             loss = nn.functional.cross_entropy(logits.float(), self.y)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
+        optimizer_step(loss, self.optimizer, self.scaler)
 
     def live_bytes(self) -> int:
         """Bytes this model already holds: parameters, buffers, optimiser state, batch."""
@@ -483,12 +479,13 @@ def _native_stderr_silenced() -> Iterator[None]:
 def _config(name: str | ModelConfig, preset: str | None, config: dict[str, Any]) -> ModelConfig:
     if isinstance(name, ModelConfig):
         return name
-    return profiling.config_for(name, preset, **config)
+    return config_for(name, preset, **config)
 
 
 def _compute_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The tensor dtype of a benchmark setting; ``amp`` is the dtype autocast computes in."""
     if dtype == "amp":
-        return torch.float16 if device.type == "cuda" else torch.bfloat16
+        return autocast_dtype(device, True)
     return {"float32": torch.float32, "float16": torch.float16,
             "bfloat16": torch.bfloat16}[dtype]
 
@@ -507,10 +504,7 @@ def _threads(n: int | None) -> Iterator[None]:
 
 
 def _check_cancel(cancel: Cancel | None) -> None:
-    if cancel is None:
-        return
-    stop = cancel.is_set() if isinstance(cancel, threading.Event) else cancel()
-    if stop:
+    if cancel_check(cancel)():
         raise BenchmarkCancelled("benchmark cancelled")
 
 
@@ -537,29 +531,23 @@ def _free(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
-def _digest(payload: dict[str, Any]) -> str:
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:20]
-
-
 def _row_path(cfg: ModelConfig, batch_size: int, settings: BenchSettings, device: torch.device):
     key = {"config": cfg.key(), "batch": batch_size, "settings": settings.cache_fields(),
            "device": device_name(device), "threads": torch.get_num_threads(),
            "torch": torch.__version__, "schema": SCHEMA}
-    return paths.cache_dir("bench") / f"{cfg.name}-b{batch_size}-{_digest(key)}.json"
+    return paths.cache_dir("bench") / f"{cfg.name}-b{batch_size}-{stable_hash(key, 20)}.json"
 
 
 def _read_row(path) -> dict[str, Any] | None:
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, ValueError):
+    row = read_json(path)
+    if not isinstance(row, dict):
         return None
-    if isinstance(row, dict) and "model" in row:
+    if "model" in row:
         row["cached"] = True
-    return row if isinstance(row, dict) else None
+    return row
 
 
 def _write_json(path, data: dict[str, Any]) -> None:
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()
              if k != "cached"}
-    profiling.atomic_write(path, json.dumps(clean))
+    write_json(path, clean)

@@ -10,6 +10,7 @@ import torch
 
 from cnncompare import benchmark as B
 from cnncompare import paths, profiling
+from cnncompare.registry import config_for, preset_config
 
 FAST = B.BenchSettings(device="cpu", warmup=1, iters=3, min_iters=3, max_seconds=5.0)
 
@@ -28,9 +29,9 @@ def test_rows_have_positive_timings_and_context():
     assert row["threads"] == torch.get_num_threads()
     assert row["torch"] == torch.__version__
     assert "CPU" in row["device_name"]
-    assert row["config_key"] == profiling.preset_config("lenet", "small").key()
+    assert row["config_key"] == preset_config("lenet", "small").key()
     # Achieved GFLOP/s is the counted FLOPs at the measured rate, set against the peak.
-    flops = profiling.cost_summary(profiling.preset_config("lenet", "small"))["flops"]
+    flops = profiling.cost_summary(preset_config("lenet", "small"))["flops"]
     assert row["flops_per_image"] == flops
     assert row["achieved_gflops"] == pytest.approx(flops * row["throughput"] / 1e9)
     assert row["peak_share"] == pytest.approx(row["achieved_gflops"] / row["peak_gflops"])
@@ -42,7 +43,7 @@ def test_cpu_peak_memory_is_measured():
     train = B.benchmark_models(["lenet"], [8], B.BenchSettings(**{**FAST.__dict__,
                                                                    "mode": "train"}),
                                preset="small")
-    param_mb = profiling.cost_summary(profiling.preset_config("lenet", "small"))["param_mb"]
+    param_mb = profiling.cost_summary(preset_config("lenet", "small"))["param_mb"]
     infer_mb, train_mb = frame["peak_mem_mb"].iloc[0], train["peak_mem_mb"].iloc[0]
     assert frame["mem_method"].iloc[0] == "torch.profiler CPU allocator events"
     assert infer_mb > param_mb
@@ -134,7 +135,7 @@ def test_bad_settings(field, value, match):
 
 def test_batch_norm_cannot_train_on_one_value():
     # resnet18 at 8x8: a 1x1 map before its last batch norms.
-    cfg = profiling.config_for("resnet18", input_size=8, width=0.125)
+    cfg = config_for("resnet18", input_size=8, width=0.125)
     with pytest.raises(ValueError, match="batch size of 2 or more"):
         B.benchmark_one(cfg, 1, B.BenchSettings(**{**FAST.__dict__, "mode": "train"}))
 
@@ -178,3 +179,23 @@ def test_cuda_rows_use_the_allocator_peak():
     train = B.benchmark_models(["resnet18"], [8], B.BenchSettings(
         device="cuda", warmup=1, iters=3, mode="train", dtype="amp"), preset="small")
     assert train["peak_mem_mb"].iloc[0] > frame["peak_mem_mb"].iloc[1]
+
+
+@pytest.mark.parametrize("cuda_bf16", [True, False])
+def test_amp_benchmark_times_the_precision_training_uses(monkeypatch, cuda_bf16):
+    from cnncompare import runtime
+    from cnncompare.registry import resolve_config
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+    cuda = torch.device("cuda")
+    want = torch.bfloat16 if cuda_bf16 else torch.float16
+    assert runtime.autocast_dtype(cuda, "auto") == runtime.autocast_dtype(cuda, True) == want
+    assert B._compute_dtype("amp", cuda) == want  # the matmul peak and the step's tensors
+    cpu = torch.device("cpu")
+    trained = runtime.make_runtime(cpu, amp=True).amp_dtype
+    cfg = resolve_config("lenet")
+    runner = B._StepRunner(cfg.build(), cfg, 2, B.BenchSettings(device="cpu", dtype="amp",
+                                                                mode="train"), cpu)
+    assert runner.runtime.amp_dtype == trained == torch.bfloat16
+    assert not runner.scaler.is_enabled()  # bf16 needs no gradient scaler
+    runner.step()

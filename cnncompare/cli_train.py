@@ -29,7 +29,7 @@ TABLE_COLUMNS = ["run_id", "model", "dataset", "status", "epochs_done", "epochs"
 def register(subparsers) -> None:
     """Add the ``train``, ``runs`` and ``export`` subcommands."""
     from cnncompare.devices import DEVICE_CHOICES
-    from cnncompare.training import OPTIMIZERS, SCHEDULERS
+    from cnncompare.train_config import OPTIMIZERS, SCHEDULERS
 
     p = subparsers.add_parser(
         "train", help="train a model (or return its stored run)",
@@ -102,7 +102,7 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace):
-    from cnncompare.training import TrainConfig
+    from cnncompare.train_config import TrainConfig
 
     return TrainConfig(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
@@ -216,16 +216,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def export_frame(dataset: str | None = None, finished_only: bool = False) -> pd.DataFrame:
     """Stored runs, their final metrics and each model's cost (parameters, MACs, ...)."""
     from cnncompare.compare import run_costs
-    from cnncompare.store import ResultsStore
+    from cnncompare.store import FRAME_COLUMNS, ResultsStore
 
-    store = ResultsStore()
-    runs = store.runs(dataset=dataset, finished_only=finished_only)
+    records = ResultsStore().records(dataset=dataset, finished_only=finished_only)
+    runs = pd.DataFrame([r.row() for r in records], columns=list(FRAME_COLUMNS))
 
     def warn(run_id: str, exc: Exception) -> None:
         print(f"warning: no cost for run {run_id}: {exc}", file=sys.stderr)
 
-    cost_frame = run_costs(store, runs["run_id"], on_error=warn).rename(
-        columns={"params": "cost_params"})
+    cost_frame = run_costs(records, on_error=warn).rename(columns={"params": "cost_params"})
     out = runs.merge(cost_frame, on="run_id", how="left")
     # One params column: the model's (identical for a run and its model configuration).
     out["params"] = out["cost_params"].where(out["cost_params"].notna(), out["params"])

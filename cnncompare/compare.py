@@ -51,34 +51,28 @@ RESULT_COLUMNS = [
 ]
 
 
-def run_model_config(record: dict):
-    """The exact :class:`~cnncompare.registry.ModelConfig` a stored run trained."""
-    from cnncompare.registry import ModelConfig
-
-    return ModelConfig(**record["model_config"])
-
-
-def run_costs(store, run_ids, on_error=None) -> pd.DataFrame:
-    """One row per run: ``profiling.cost_summary`` of the exact configuration it trained.
+def run_costs(records, on_error=None) -> pd.DataFrame:
+    """One row per run record: ``profiling.cost_summary`` of the exact configuration it
+    trained (:meth:`~cnncompare.store.RunRecord.model_cfg`).
 
     Runs that share a configuration are profiled once. A run whose configuration cannot be
-    read or built raises, unless ``on_error(run_id, exc)`` is given: then its cost is empty.
+    built raises, unless ``on_error(run_id, exc)`` is given: then its cost is empty.
     """
-    from cnncompare import profiling
+    from cnncompare import profiling  # torch and fvcore load when costs are asked for
 
     by_key: dict[str, dict] = {}
     rows = []
-    for run_id in run_ids:
+    for rec in records:
         try:
-            cfg = run_model_config(store.run(run_id))
+            cfg = rec.model_cfg()
             if cfg.key() not in by_key:
                 by_key[cfg.key()] = profiling.cost_summary(cfg)
-            rows.append({"run_id": run_id, **by_key[cfg.key()]})
+            rows.append({"run_id": rec.run_id, **by_key[cfg.key()]})
         except (ValueError, TypeError, KeyError, RuntimeError) as exc:
             if on_error is None:
                 raise
-            on_error(run_id, exc)
-            rows.append({"run_id": run_id})
+            on_error(rec.run_id, exc)
+            rows.append({"run_id": rec.run_id})
     return pd.DataFrame(rows, columns=["run_id", *profiling.SUMMARY_KEYS])
 
 
@@ -86,21 +80,21 @@ def results_table(store, run_ids, *, bench: str = "cached", device: str = "auto"
                   progress=None, cancel=None) -> pd.DataFrame:
     """One row per run: final metrics, the model's cost and (optionally) its speed.
 
-    Cost (``params``, ``macs`` from fvcore, ``flops`` from torch) is profiled for the exact
-    configuration each run trained (cached on disk). ``bench`` says where latency and peak
-    memory (batch 1, inference) come from: ``"cached"`` reads earlier measurements only,
-    ``"measure"`` measures what is missing, ``"none"`` leaves them out.
+    Each run's record is read once. Cost (``params``, ``macs`` from fvcore, ``flops``
+    from torch) is profiled for the exact configuration each run trained (cached on
+    disk). ``bench`` says where latency and peak memory (batch 1, inference) come from:
+    ``"cached"`` reads earlier measurements only, ``"measure"`` measures what is missing,
+    ``"none"`` leaves them out.
     """
-    from cnncompare import benchmark
+    from cnncompare import benchmark  # torch loads when the table is built
 
-    runs = store.runs()
-    runs = runs[runs["run_id"].isin(list(run_ids))].reset_index(drop=True)
-    if runs.empty:
+    records = store.records(list(run_ids))
+    if not records:
         return pd.DataFrame(columns=RESULT_COLUMNS)
-    cfgs = [run_model_config(store.run(rid)) for rid in runs["run_id"]]
-    costs = run_costs(store, runs["run_id"])
-    out = runs.copy()
-    out["label"] = run_labels(runs)
+    out = pd.DataFrame([r.row() for r in records])
+    cfgs = [r.model_cfg() for r in records]
+    costs = run_costs(records)
+    out["label"] = run_labels(out)
     out["params"] = costs["params"].to_numpy()
     out["macs"] = costs["macs"].to_numpy()
     out["flops"] = costs["flops"].to_numpy()

@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 TrainFn = Callable[..., Any]
 
 
@@ -164,7 +162,7 @@ class JobManager:
 
     def _fn(self) -> TrainFn:
         if self._train_fn is None:
-            from cnncompare.training import train_or_load
+            from cnncompare.training import train_or_load  # torch loads on first use only
 
             self._train_fn = train_or_load
         return self._train_fn
@@ -192,45 +190,3 @@ class JobManager:
             job = TrainJob(configs, labels, self._fn(), **train_kwargs)
             self._jobs[job.job_id] = job
             return job.start()
-
-
-# --- Planning: which runs a choice on the Train page means, and which are stored ---------
-
-PRESETS = {
-    "quick": "Quick CPU compare: every model at its recommended small width",
-    "full": "Full width (width 1): slower, closer to the papers' networks",
-}
-
-
-def plan_runs(models: Sequence[str], *, preset: str = "quick", **hyper: Any) -> list[Any]:
-    """The :class:`~cnncompare.training.TrainConfig` of each chosen model.
-
-    ``quick`` leaves the width to the model's recommended small configuration
-    (``model_info(name).small``); ``full`` trains at width 1. ``hyper`` holds the shared
-    hyperparameters (dataset, epochs, batch_size, lr, optimizer, seed, sizes).
-    """
-    from cnncompare.training import TrainConfig
-
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    width = None if preset == "quick" else 1.0
-    return [TrainConfig(model=m, width=width, **hyper) for m in models]
-
-
-def run_status(configs: Sequence[Any], store: Any, data_root: Any = None) -> pd.DataFrame:
-    """One row per config: its run id and whether it is stored, partial, training or new."""
-    stored = store.runs().set_index("run_id")
-    rows = []
-    for cfg in configs:
-        run_id = cfg.key(data_root)
-        row = {"model": cfg.model, "run_id": run_id, "epochs": cfg.epochs, "epochs_done": 0,
-               "test_acc": None, "state": "new"}
-        if run_id in stored.index:
-            rec = stored.loc[run_id]
-            row["epochs_done"] = int(rec["epochs_done"] or 0)
-            row["test_acc"] = rec["test_acc"]
-            row["state"] = {"finished": "stored", "running": "training now"}.get(
-                rec["status"], "partial" if row["epochs_done"] else "new")
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["model", "state", "epochs_done", "epochs", "test_acc",
-                                       "run_id"])

@@ -14,20 +14,25 @@ hold plain Python types and tensors only and load with ``torch.load(weights_only
 Anything damaged (an unreadable checkpoint, a row that does not parse, a database file
 that is not a database) is reported with a :class:`StoreWarning` and set aside; the run
 is then trained again rather than crashing.
+
+Reads come back as :class:`RunRecord` objects: typed, one per run, with the trainer's
+flat ``settings`` (hyperparameters, sizes, model arguments) beside the metrics, so no
+caller needs to know how a run's key is built.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import sqlite3
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnncompare import paths
+from cnncompare import cache, paths
 
 DB_NAME = "results.sqlite"
 
@@ -56,6 +61,7 @@ CREATE TABLE IF NOT EXISTS runs (
     params            INTEGER,
     device            TEXT,
     config            TEXT NOT NULL,       -- JSON: TrainConfig as given
+    settings          TEXT,                -- JSON: the resolved settings, flat (see RunRecord)
     canonical         TEXT NOT NULL,       -- JSON: the resolved configuration (the key's input)
     model_config      TEXT NOT NULL,       -- JSON: ModelConfig.as_dict()
     data_meta         TEXT,                -- JSON: DataMeta.as_dict()
@@ -81,19 +87,106 @@ CREATE TABLE IF NOT EXISTS epochs (
 CREATE INDEX IF NOT EXISTS runs_dataset ON runs (dataset);
 """
 
-_JSON_FIELDS = ("config", "canonical", "model_config", "data_meta", "confusion",
+_JSON_FIELDS = ("config", "settings", "canonical", "model_config", "data_meta", "confusion",
                 "per_class_acc", "versions")
+_DICT_FIELDS = ("config", "settings", "canonical", "model_config", "data_meta", "versions")
 EPOCH_FIELDS = ("train_loss", "train_acc", "test_loss", "test_acc", "seconds",
                 "images_per_s", "lr")
-CONFIG_COLUMNS = ("batch_size", "lr", "optimizer", "scheduler", "weight_decay",
-                  "label_smoothing", "seed")
+SETTINGS_COLUMNS = ("batch_size", "lr", "optimizer", "scheduler", "weight_decay",
+                    "label_smoothing", "seed", "train_size", "test_size", "input_size",
+                    "in_channels", "width", "model_kwargs")
+"""The resolved settings a run stores (``settings`` JSON), one column each in :meth:`runs`."""
 RUN_COLUMNS = ("run_id", "model", "dataset", "status", "epochs_done", "epochs", "test_acc",
                "test_loss", "train_acc", "train_loss", "best_test_acc", "seconds", "params",
                "created_at")
+FRAME_COLUMNS = (*RUN_COLUMNS, *SETTINGS_COLUMNS, "device", "updated_at")
+"""The columns of :meth:`ResultsStore.runs`, in order."""
 
 
 class StoreWarning(UserWarning):
     """Something stored was damaged and has been set aside (the run will be retrained)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One stored run: what it is, how far it got, and its final metrics.
+
+    ``settings`` holds the resolved hyperparameters, split sizes and model arguments as
+    the trainer wrote them (see :data:`SETTINGS_COLUMNS`); ``config`` is the
+    :class:`~cnncompare.train_config.TrainConfig` as it was given; ``canonical`` is what
+    its run id hashes. Metrics are those of the last finished epoch. ``history`` (one dict
+    per finished epoch) is filled by :meth:`ResultsStore.run` only.
+    """
+
+    run_id: str
+    model: str
+    dataset: str
+    status: str  # running | unfinished | finished
+    epochs_done: int
+    epochs: int
+    train_loss: float | None = None
+    train_acc: float | None = None
+    test_loss: float | None = None
+    test_acc: float | None = None
+    best_test_acc: float | None = None
+    seconds: float = 0.0  # training time over all finished epochs
+    params: int | None = None
+    device: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    canonical: dict[str, Any] = field(default_factory=dict)
+    model_config: dict[str, Any] = field(default_factory=dict)
+    data_meta: dict[str, Any] = field(default_factory=dict)
+    confusion: list[list[int]] | None = None
+    per_class_acc: list[float | None] | None = None
+    checkpoint_sha256: str | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    updated_at: str = ""
+    history: tuple[dict[str, Any], ...] = ()
+
+    damage: str = ""  # why the row did not parse ("" when it is intact)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunRecord:
+        """Parse a ``runs`` row. A JSON field that does not parse is left empty and named
+        in :attr:`damage`, so that a listing still shows the run."""
+        values, problems = {}, []
+        for key, value in row.items():
+            if key in _JSON_FIELDS and value is not None:
+                try:
+                    value = json.loads(value)
+                    if key in _DICT_FIELDS and not isinstance(value, dict):
+                        raise TypeError("not a mapping")
+                except (ValueError, TypeError) as exc:
+                    problems.append(f"{key}: {exc}")
+                    continue
+            values[key] = value
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k in known and v is not None}
+        try:
+            return cls(**values, damage="; ".join(problems))
+        except TypeError as exc:  # a required column is NULL
+            return cls(run_id=str(row.get("run_id")), model=str(row.get("model")),
+                       dataset=str(row.get("dataset")), status=str(row.get("status")),
+                       epochs_done=0, epochs=0, damage=str(exc))
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in self.data_meta.get("class_names") or []]
+
+    def model_cfg(self):
+        """The exact :class:`~cnncompare.registry.ModelConfig` this run trained."""
+        from cnncompare.registry import ModelConfig  # the store stays importable without torch
+
+        return ModelConfig(**self.model_config)
+
+    def row(self) -> dict[str, Any]:
+        """One flat row: :data:`FRAME_COLUMNS`, as :meth:`ResultsStore.runs` lists them."""
+        out = {k: getattr(self, k) for k in RUN_COLUMNS}
+        out.update({k: self.settings.get(k) for k in SETTINGS_COLUMNS})
+        out.update(device=self.device, updated_at=self.updated_at)
+        return out
 
 
 def _now() -> str:
@@ -175,6 +268,8 @@ class ResultsStore:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
+            with conn:
+                _migrate(conn)
             conn.execute("SELECT count(*) FROM runs").fetchone()
         finally:
             conn.close()
@@ -212,31 +307,40 @@ class ResultsStore:
     def has(self, run_id: str) -> bool:
         return self._row(run_id) is not None
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        """The full record of a run: its row with JSON fields parsed, and its ``history``.
+    def _live_status(self, rec: RunRecord) -> RunRecord:
+        """A ``running`` run whose trainer holds no lock any more is ``unfinished``."""
+        if rec.status == "running" and not self.is_training(rec.run_id):
+            return dataclasses.replace(rec, status="unfinished")
+        return rec
 
-        Keys include ``config`` (the TrainConfig as a dict), ``model_config``,
-        ``data_meta`` (dataset, class_names, in_channels, input_size, mean, std, ink, ...),
-        ``confusion``, ``per_class_acc``, ``history`` (list of epoch dicts) and
-        ``checkpoint`` (its path). ``ValueError`` for an unknown id or a damaged row.
+    def run(self, run_id: str) -> RunRecord:
+        """The full record of a run, with its ``history`` (one dict per finished epoch).
+
+        ``ValueError`` for an unknown id or a damaged row.
         """
         row = self._row(run_id)
         if row is None:
             raise ValueError(f"No stored run with id {run_id!r} in {self.db_path}.")
-        try:
-            record = _parse(row)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"The stored record of run {run_id!r} is damaged: {exc}") from None
-        record["history"] = self.epochs([run_id]).drop(columns="run_id").to_dict("records")
-        record["checkpoint"] = str(self.checkpoint_path(run_id))
-        if record["status"] == "running" and not self.is_training(run_id):
-            record["status"] = "unfinished"
-        return record
+        rec = RunRecord.from_row(row)
+        if rec.damage:
+            raise ValueError(f"The stored record of run {run_id!r} is damaged: {rec.damage}")
+        history = self.epochs([run_id]).drop(columns="run_id").to_dict("records")
+        return self._live_status(dataclasses.replace(rec, history=tuple(history)))
 
-    def runs(self, dataset: str | None = None, finished_only: bool = False) -> pd.DataFrame:
-        """One row per stored run, newest first, with final metrics and configuration."""
+    def records(self, run_ids: Iterable[str] | None = None, *, dataset: str | None = None,
+                finished_only: bool = False) -> list[RunRecord]:
+        """The runs (all, or those in ``run_ids``), newest first, in one query; no history.
+
+        A row that does not parse comes back with its :attr:`RunRecord.damage` set.
+        """
         query = "SELECT * FROM runs"
         where, args = [], []
+        if run_ids is not None:
+            ids = list(run_ids)
+            if not ids:
+                return []
+            where.append(f"run_id IN ({','.join('?' * len(ids))})")
+            args += ids
         if dataset is not None:
             where.append("dataset = ?")
             args.append(dataset)
@@ -247,29 +351,12 @@ class ResultsStore:
         query += " ORDER BY created_at DESC, run_id"
         with self._tx() as conn:
             rows = [dict(r) for r in conn.execute(query, args).fetchall()]
-        out = [self._summary(row) for row in rows]
-        columns = list(RUN_COLUMNS) + list(CONFIG_COLUMNS) + [
-            "train_size", "test_size", "input_size", "in_channels", "width", "model_kwargs",
-            "device", "updated_at"]
-        return pd.DataFrame(out, columns=columns)
+        return [self._live_status(RunRecord.from_row(row)) for row in rows]
 
-    def _summary(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = {k: row.get(k) for k in RUN_COLUMNS}
-        out["device"] = row.get("device")
-        out["updated_at"] = row.get("updated_at")
-        if row["status"] == "running" and not self.is_training(row["run_id"]):
-            out["status"] = "unfinished"
-        try:
-            canon = json.loads(row["canonical"])
-            hp, data, model = canon["hparams"], canon["data"], canon["model"]
-            out.update({k: hp.get(k) for k in CONFIG_COLUMNS})
-            out.update(train_size=data["train_size"], test_size=data["test_size"],
-                       input_size=model["input_size"], in_channels=model["in_channels"],
-                       width=model["width"],
-                       model_kwargs=json.dumps(model.get("extra") or {}, sort_keys=True))
-        except (ValueError, TypeError, KeyError):
-            out["status"] = "damaged"
-        return out
+    def runs(self, dataset: str | None = None, finished_only: bool = False) -> pd.DataFrame:
+        """One row per stored run, newest first: :data:`FRAME_COLUMNS`."""
+        rows = [r.row() for r in self.records(dataset=dataset, finished_only=finished_only)]
+        return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
 
     def epochs(self, run_ids: str | Iterable[str]) -> pd.DataFrame:
         """Per-epoch metrics of the given runs; ``wall_time`` is cumulative seconds."""
@@ -293,18 +380,14 @@ class ResultsStore:
         """The test-set confusion matrix of the run's last finished epoch (rows: true
         class, columns: predicted) and the class names."""
         record = self.run(run_id)
-        if record.get("confusion") is None:
+        if record.confusion is None:
             raise ValueError(f"Run {run_id!r} has no finished epoch yet, so no confusion matrix.")
-        names = list((record.get("data_meta") or {}).get("class_names") or [])
-        return np.asarray(record["confusion"], dtype=np.int64), names
+        return np.asarray(record.confusion, dtype=np.int64), record.class_names
 
     def load_model(self, run_id: str, device: str = "cpu"):
-        """The trained network of a run, in eval mode on ``device``, and its record."""
-
-        from cnncompare.registry import ModelConfig
-
+        """The trained network of a run, in eval mode on ``device``, and its :class:`RunRecord`."""
         record = self.run(run_id)
-        if record["epochs_done"] < 1:
+        if record.epochs_done < 1:
             raise ValueError(f"Run {run_id!r} has no finished epoch, so no trained weights.")
         state = self.read_checkpoint(run_id, map_location=device)
         if state is None:
@@ -312,7 +395,7 @@ class ResultsStore:
                 f"The checkpoint of run {run_id!r} ({self.checkpoint_path(run_id)}) is missing "
                 "or unreadable; train the configuration again to recreate it.")
         try:
-            model = ModelConfig(**record["model_config"]).build()
+            model = record.model_cfg().build()
             model.load_state_dict(state["model"])
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise ValueError(
@@ -327,19 +410,9 @@ class ResultsStore:
         import torch
 
         target = self.checkpoint_path(run_id)
-        fd, tmp = tempfile.mkstemp(prefix=f".{run_id}.", suffix=".tmp", dir=self.checkpoint_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            digest = file_sha256(Path(tmp))
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return digest
+        with cache.atomic_open(target, fsync=True) as f:
+            torch.save(payload, f)
+        return file_sha256(target)
 
     def read_checkpoint(self, run_id: str, map_location: Any = "cpu") -> dict[str, Any] | None:
         """The checkpoint of ``run_id``, or ``None`` (with a warning) when it is unreadable."""
@@ -361,7 +434,7 @@ class ResultsStore:
 
     # -- validation ----------------------------------------------------------------------
 
-    def finished(self, run_id: str) -> dict[str, Any] | None:
+    def finished(self, run_id: str) -> RunRecord | None:
         """The record of ``run_id`` if it is finished and intact; ``None`` otherwise.
 
         A finished run whose row, epochs or checkpoint is damaged is reported with a
@@ -373,28 +446,24 @@ class ResultsStore:
         problem = self._check_finished(row)
         if problem is None:
             return self.run(run_id)
+
         _warn(f"Stored run {run_id} is damaged ({problem}); it will be trained again.")
         self.discard(run_id)
         return None
 
     def _check_finished(self, row: dict[str, Any]) -> str | None:
-        run_id = row["run_id"]
-        try:
-            parsed = _parse(row)
-        except (ValueError, TypeError) as exc:
-            return f"its row does not parse: {exc}"
-        if parsed.get("test_acc") is None or parsed.get("epochs_done") != parsed.get("epochs"):
+        rec = RunRecord.from_row(row)
+        if rec.damage:
+            return f"its row does not parse ({rec.damage})"
+        if rec.test_acc is None or rec.epochs_done != rec.epochs:
             return "its row lacks final metrics"
-        for key in ("config", "canonical", "model_config", "data_meta"):
-            if not isinstance(parsed.get(key), dict):
-                return f"its {key} is missing"
-        ep = self.epochs([run_id])
-        if sorted(ep["epoch"].tolist()) != list(range(1, int(parsed["epochs"]) + 1)):
+        ep = self.epochs([rec.run_id])
+        if sorted(ep["epoch"].tolist()) != list(range(1, rec.epochs + 1)):
             return "its per-epoch metrics are incomplete"
-        path = self.checkpoint_path(run_id)
+        path = self.checkpoint_path(rec.run_id)
         if not path.exists():
             return f"its checkpoint {path} is missing"
-        if row.get("checkpoint_sha256") and file_sha256(path) != row["checkpoint_sha256"]:
+        if rec.checkpoint_sha256 and file_sha256(path) != rec.checkpoint_sha256:
             return f"its checkpoint {path} does not match the stored checksum"
         return None
 
@@ -462,18 +531,43 @@ class ResultsStore:
         self.discard(run_id)
 
 
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of a database this code wrote; older ones are migrated once."""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an earlier version up to :data:`SCHEMA_VERSION`.
+
+    Version 1 added the ``settings`` column; rows written before it get their settings
+    from the ``canonical`` payload they stored (the only place the store reads it).
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    if "settings" not in columns:
+        conn.execute("ALTER TABLE runs ADD COLUMN settings TEXT")
+    rows = conn.execute("SELECT run_id, canonical FROM runs WHERE settings IS NULL").fetchall()
+    for run_id, canonical in rows:
+        try:
+            canon = json.loads(canonical)
+            hp, data, model = canon["hparams"], canon["data"], canon["model"]
+            settings = {**{k: hp.get(k) for k in SETTINGS_COLUMNS if k in hp},
+                        "train_size": data["train_size"], "test_size": data["test_size"],
+                        "input_size": model["input_size"], "in_channels": model["in_channels"],
+                        "width": model["width"],
+                        "model_kwargs": json.dumps(model.get("extra") or {}, sort_keys=True)}
+        except (ValueError, TypeError, KeyError):
+            continue  # a damaged row stays as it is and is reported when read
+        conn.execute("UPDATE runs SET settings = ? WHERE run_id = ?",
+                     (json.dumps(settings, sort_keys=True), run_id))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def _encode(key: str, value: Any) -> Any:
     if key in _JSON_FIELDS:
         return None if value is None else json.dumps(value, sort_keys=True, default=_clean)
     return _clean(value)
-
-
-def _parse(row: dict[str, Any]) -> dict[str, Any]:
-    record = dict(row)
-    for key in _JSON_FIELDS:
-        if record.get(key) is not None:
-            record[key] = json.loads(record[key])
-    return record
 
 
 def _insert_epoch(conn: sqlite3.Connection, run_id: str, rec: dict[str, Any]) -> None:

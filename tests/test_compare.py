@@ -62,3 +62,34 @@ def test_learning_curves_mark_whole_epochs_and_colour_by_model():
     assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickformat == "d"
     assert [t.name for t in fig.data] == ["a", "b"]
     assert fig.data[0].line.color == plots.model_color("lenet") != fig.data[1].line.color
+
+
+def test_results_table_reads_each_run_once(monkeypatch):
+    """One records() query for the whole table; no per-run reads."""
+    from cnncompare.compare import RESULT_COLUMNS, results_table
+    from cnncompare.store import ResultsStore
+    from cnncompare.training import TrainConfig, train_or_load
+
+    runs = [train_or_load(TrainConfig(m, epochs=1, train_size=100, test_size=50), device="cpu")
+            for m in ("lenet", "lenet5")]
+    store = ResultsStore()
+    calls = {"records": 0, "run": 0}
+    records, run = store.records, store.run
+
+    def counted_records(*a, **k):
+        calls["records"] += 1
+        return records(*a, **k)
+
+    def counted_run(*a, **k):
+        calls["run"] += 1
+        return run(*a, **k)
+
+    monkeypatch.setattr(store, "records", counted_records)
+    monkeypatch.setattr(store, "run", counted_run)
+    table = results_table(store, [r.run_id for r in runs], bench="none")
+    assert calls == {"records": 1, "run": 0}
+    assert list(table.columns) == RESULT_COLUMNS
+    assert sorted(table["model"]) == ["lenet", "lenet5"]
+    assert (table["params"] == 61706).all() and table["latency_ms"].isna().all()
+    assert table.set_index("run_id").loc[runs[0].run_id, "test_acc"] == runs[0].test_acc
+    assert results_table(store, [], bench="none").empty

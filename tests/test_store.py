@@ -58,10 +58,10 @@ def test_the_store_describes_a_run_for_the_pages():
     assert store.runs(dataset="mnist").empty and len(store.runs(finished_only=True)) == 1
 
     rec = store.run(r.run_id)
-    meta = rec["data_meta"]
+    meta = rec.data_meta
     assert meta["class_names"] == list("0123456789") and meta["ink"] == data.LIGHT_ON_DARK
     assert {"dataset", "in_channels", "input_size", "mean", "std"} <= set(meta)
-    assert TrainConfig.from_dict(rec["config"]) == CFG
+    assert TrainConfig.from_dict(rec.config) == CFG
 
     ep = store.epochs([r.run_id])
     assert ep["epoch"].tolist() == [1, 2, 3]
@@ -74,7 +74,7 @@ def test_the_store_describes_a_run_for_the_pages():
 
     # The stored weights reproduce the stored accuracy.
     model, record = store.load_model(r.run_id)
-    assert not model.training and record["run_id"] == r.run_id
+    assert not model.training and record.run_id == r.run_id
     d = data.load("digits", train_size=300, test_size=120)
     with torch.inference_mode():
         pred = model(d.normalize(d.x_test)).argmax(1)

@@ -9,12 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from cnncompare.runtime import AUX_WEIGHT, loss_and_logits
 from cnncompare.store import ResultsStore
 from cnncompare.training import (
-    AUX_WEIGHT,
     TrainConfig,
     _batches,
-    _loss,
     build_optimizer,
     build_scheduler,
     train_or_load,
@@ -111,7 +110,7 @@ def test_progress_events_and_cancel_keep_finished_epochs():
             "images_per_s"} <= set(epoch)
     assert events[-1]["kind"] == "done" and events[-1]["status"] == "cancelled"
     stored = ResultsStore().run(r.run_id)
-    assert stored["status"] == "unfinished" and stored["epochs_done"] == 1
+    assert stored.status == "unfinished" and stored.epochs_done == 1
 
     # The next call resumes from epoch 2 and ends where an uninterrupted run ends.
     again: list[dict] = []
@@ -133,7 +132,7 @@ def test_googlenet_aux_losses_are_weighted():
     crit = nn.CrossEntropyLoss()
     y = torch.tensor([0, 1])
     main, a2, a1 = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
-    loss, logits = _loss((main, a2, a1), y, crit)
+    loss, logits = loss_and_logits((main, a2, a1), y, crit)
     expect = crit(main, y) + AUX_WEIGHT * (crit(a2, y) + crit(a1, y))
     assert torch.allclose(loss, expect) and logits is main
     r = train_or_load(TrainConfig("googlenet", epochs=1, train_size=64, test_size=32,

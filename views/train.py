@@ -6,9 +6,8 @@ import streamlit as st
 from cnncompare import list_models, plots, ui
 from cnncompare.data import dataset_info, list_datasets
 from cnncompare.devices import DEVICE_CHOICES
-from cnncompare.jobs import PRESETS, plan_runs, run_status
 from cnncompare.store import ResultsStore
-from cnncompare.training import OPTIMIZERS
+from cnncompare.train_config import OPTIMIZERS, PRESETS, plan_runs, run_status
 
 st.title("Train")
 st.caption(

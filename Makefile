@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8501
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run run-public dev test lint bench clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+
+# Reachable from other machines: no login, so visitors see short error messages only.
+run-public: $(STAMP)
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0 \
+		--client.showErrorDetails type
+
+# For people editing the code: reload the app when a file is saved.
+dev: $(STAMP)
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.fileWatcherType auto \
+		--server.runOnSave true
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -31,3 +31,15 @@ def ms(value: float | None) -> str:
     if value < 100:
         return f"{value:.1f} ms"
     return f"{value:,.0f} ms"
+
+
+def duration(seconds: float | None) -> str:
+    """A time for people: ``'45 s'``, ``'3 min 05 s'``, ``'1 h 02 min'``; ``'–'`` if unknown."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "–"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"

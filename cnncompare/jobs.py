@@ -6,11 +6,16 @@ held by ``st.cache_resource``) starts a :class:`TrainJob` thread that trains a l
 configurations one after another; the page polls :meth:`TrainJob.snapshot` to draw the
 progress bars and the live curve, and :meth:`TrainJob.cancel` stops it after the batch in
 flight. Finished epochs are already in the results store, so nothing is lost.
+
+Only the session that started a job may cancel it (others see it running); the job's
+progress only moves forward and comes with an estimate of the time left, from the speed
+measured so far.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 import traceback
@@ -21,60 +26,127 @@ from typing import Any
 
 TrainFn = Callable[..., Any]
 
+KEEP_FINISHED = 4
+"""Finished jobs a server keeps in memory, so a reloaded page can still show its outcome."""
+
+LOCAL_CANCEL_ENV = "CNNCOMPARE_LOCAL_CANCELS_ANY"
+"""Set to 1 to let a visitor at the server's own machine cancel any session's job."""
+
 
 @dataclass
 class ItemState:
-    """The progress of one configuration inside a job."""
+    """The progress of one configuration inside a job.
+
+    ``weight`` is the relative cost of one of its epochs (the caller's estimate, e.g.
+    training FLOPs x images; 1.0 when unknown): the job's bar and time left weigh the
+    networks by it, so a slow network's epoch moves the bar more than a fast one's.
+    """
 
     label: str
     model: str
     run_id: str
+    epochs: int = 0
+    weight: float = 1.0
     status: str = "queued"  # queued | running | done | cached | cancelled | failed
     epoch: int = 0
-    epochs: int = 0
     batch: int = 0
     batches: int = 0
     test_acc: float | None = None
     error: str | None = None
+    started: float | None = None  # time.monotonic() when training began
+    spent: float = 0.0  # seconds it trained, once it has stopped
+    done_epochs: float = 0.0  # finished epochs plus the part of the one in flight
+
+    @property
+    def complete(self) -> bool:
+        return self.status in ("done", "cached", "failed")
+
+    @property
+    def fraction(self) -> float:
+        """This item's own progress in [0, 1] (never backwards)."""
+        if self.complete:
+            return 1.0
+        return min(self.done_epochs / self.epochs, 1.0) if self.epochs else 0.0
+
+    def seconds_left(self, now: float) -> float | None:
+        """Time left at this item's measured speed; None before its first batch."""
+        if self.status != "running" or self.started is None or self.done_epochs <= 0:
+            return None
+        rate = self.done_epochs / max(now - self.started, 1e-9)  # epochs per second
+        return max(self.epochs - self.done_epochs, 0.0) / rate
 
 
 @dataclass
 class JobState:
     job_id: str
     items: list[ItemState]
+    owner: str | None = None  # the session that started the job
     state: str = "running"  # running | done | cancelled | failed
     started: float = field(default_factory=time.time)
     finished: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per finished epoch
+    fraction: float = 0.0  # the job's progress in [0, 1]; only ever grows
+    seconds_left: float | None = None  # None until a speed has been measured
 
-    @property
-    def fraction(self) -> float:
-        """Overall progress in [0, 1]: finished epochs plus the epoch in flight."""
-        total = sum(max(i.epochs, 1) for i in self.items)
-        done = 0.0
+    def update(self, now: float) -> None:
+        """Recompute :attr:`fraction` (forward only) and :attr:`seconds_left`.
+
+        The fraction is the weighted share of epochs done, every item's epochs known from
+        the start (so the bar never drops when the next network starts). Time left is the
+        running item's own estimate plus the queued items' weighted epochs at the
+        speed measured so far in this job (cached runs take no time and do not count).
+        """
+        total = sum(i.epochs * i.weight for i in self.items)
+        done = sum(i.fraction * i.epochs * i.weight for i in self.items)
+        if total:
+            self.fraction = max(self.fraction, min(done / total, 1.0))
+        elif all(i.complete for i in self.items):
+            self.fraction = 1.0
+        trained = [i for i in self.items if i.started is not None and i.done_epochs > 0]
+        work = sum(i.done_epochs * i.weight for i in trained)
+        spent = sum(now - i.started for i in trained if i.status == "running")
+        spent += sum(i.spent for i in trained if i.status != "running")
+        if self.state != "running":
+            self.seconds_left = 0.0 if self.state == "done" else None
+            return
+        if work <= 0:
+            self.seconds_left = None
+            return
+        per_unit = spent / work
+        left = 0.0
         for i in self.items:
-            if i.status in ("done", "cached"):
-                done += max(i.epochs, 1)
-            elif i.epochs:
-                within = i.batch / i.batches if i.batches else 0.0
-                done += min(i.epoch - 1 + within, i.epochs) if i.epoch else 0.0
-        return min(done / total, 1.0) if total else 1.0
+            if i.status == "running":
+                own = i.seconds_left(now)
+                left += own if own is not None else i.epochs * i.weight * per_unit
+            elif i.status == "queued":
+                left += i.epochs * i.weight * per_unit
+        self.seconds_left = left
 
 
 class TrainJob:
-    """Trains ``configs`` in order on a daemon thread; thread-safe snapshots of progress."""
+    """Trains ``configs`` in order on a daemon thread; thread-safe snapshots of progress.
+
+    ``weights`` (one per config) are the relative costs of one epoch, see
+    :class:`ItemState`; ``owner`` names the session that started the job (see
+    :meth:`may_cancel`).
+    """
 
     def __init__(self, configs: Sequence[Any], labels: Sequence[str], train_fn: TrainFn,
+                 *, weights: Sequence[float] | None = None, owner: str | None = None,
                  **train_kwargs: Any):
         self._configs = list(configs)
         self._train_fn = train_fn
         self._kwargs = train_kwargs
         self._lock = threading.Lock()
         self._cancel = threading.Event()
+        weights = list(weights) if weights is not None else [1.0] * len(self._configs)
+        root = train_kwargs.get("data_root")
         self.state = JobState(
-            job_id=uuid.uuid4().hex[:12],
-            items=[ItemState(label=lab, model=c.model, run_id=c.key(train_kwargs.get("data_root")))
-                   for c, lab in zip(configs, labels, strict=True)],
+            job_id=uuid.uuid4().hex[:12], owner=owner,
+            items=[ItemState(label=lab, model=c.model, run_id=c.key(root),
+                             epochs=int(getattr(c, "epochs", 0) or 0),
+                             weight=float(w) if w and w > 0 else 1.0)
+                   for c, lab, w in zip(self._configs, labels, weights, strict=True)],
         )
         self._thread = threading.Thread(target=self._run, name=f"train-{self.state.job_id}",
                                         daemon=True)
@@ -83,13 +155,31 @@ class TrainJob:
     def job_id(self) -> str:
         return self.state.job_id
 
+    @property
+    def owner(self) -> str | None:
+        return self.state.owner
+
     def start(self) -> TrainJob:
         self._thread.start()
         return self
 
-    def cancel(self) -> None:
-        """Ask the job to stop after the batch in flight; finished epochs stay stored."""
+    def may_cancel(self, session: str | None, local: bool = False) -> bool:
+        """Whether ``session`` may stop this job: the session that started it may; so may
+        a visitor at the server's own machine (``local``) when the server was started with
+        ``CNNCOMPARE_LOCAL_CANCELS_ANY=1``."""
+        if self.owner is None or session == self.owner:
+            return True
+        return local and os.environ.get(LOCAL_CANCEL_ENV) == "1"
+
+    def cancel(self, session: str | None = None, local: bool = False) -> bool:
+        """Ask the job to stop after the batch in flight (finished epochs stay stored).
+
+        Returns False, and changes nothing, when ``session`` may not cancel it.
+        """
+        if not self.may_cancel(session, local):
+            return False
         self._cancel.set()
+        return True
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -102,20 +192,33 @@ class TrainJob:
     def snapshot(self) -> JobState:
         """A consistent copy of the job's state, safe to read from another thread."""
         with self._lock:
+            self.state.update(time.monotonic())
             return copy.deepcopy(self.state)
 
     def _on_progress(self, index: int, event: dict[str, Any]) -> None:
         with self._lock:
             item = self.state.items[index]
-            item.epochs = int(event.get("epochs", item.epochs) or 0)
+            item.epochs = int(event.get("epochs") or item.epochs)
             item.epoch = int(event.get("epoch", item.epoch) or 0)
             item.batch = int(event.get("batch", item.batch) or 0)
             item.batches = int(event.get("batches", item.batches) or 0)
+            if item.epoch and event.get("kind") in ("batch", "epoch"):
+                within = item.batch / item.batches if item.batches else 0.0
+                item.done_epochs = max(item.done_epochs, item.epoch - 1 + within)
+            elif event.get("kind") == "status" and item.epoch:  # resuming: epochs already done
+                item.done_epochs = max(item.done_epochs, float(item.epoch))
             if event.get("kind") == "epoch":
                 item.test_acc = event.get("test_acc", item.test_acc)
                 row = {k: v for k, v in event.items() if k not in ("kind", "batch", "batches")}
                 row.update(label=item.label, model=item.model, run_id=item.run_id)
                 self.state.history.append(row)
+            self.state.update(time.monotonic())
+
+    def _finish_item(self, item: ItemState, status: str) -> None:
+        item.status = status
+        if item.started is not None:
+            item.spent = time.monotonic() - item.started
+        self.state.update(time.monotonic())
 
     def _run(self) -> None:
         final = "done"
@@ -125,14 +228,15 @@ class TrainJob:
                 if self._cancel.is_set():
                     item.status, final = "cancelled", "cancelled"
                     continue
-                item.status, item.epochs = "running", int(getattr(cfg, "epochs", 0) or 0)
+                item.status, item.started = "running", time.monotonic()
             try:
                 result = self._train_fn(
                     cfg, progress=lambda ev, i=index: self._on_progress(i, ev),
                     cancel=self._cancel, **self._kwargs)
             except Exception as exc:  # shown on the page; the next model still trains
                 with self._lock:
-                    item.status, item.error = "failed", f"{type(exc).__name__}: {exc}"
+                    item.error = f"{type(exc).__name__}: {exc}"
+                    self._finish_item(item, "failed")
                     final = "failed"
                 traceback.print_exc()
                 continue
@@ -140,14 +244,16 @@ class TrainJob:
                 status = getattr(result, "status", "done")
                 if getattr(result, "cached", False):
                     status = "cached"
-                item.status = status if status in ("done", "cached", "cancelled") else "done"
+                    item.started = None  # took no training time: not a speed sample
                 item.test_acc = getattr(result, "test_acc", item.test_acc)
+                self._finish_item(item, status if status in ("cached", "cancelled") else "done")
                 if item.status == "cancelled":
                     final = "cancelled"
         with self._lock:
             if self._cancel.is_set() and final == "done":
                 final = "cancelled"
             self.state.state, self.state.finished = final, time.time()
+            self.state.update(time.monotonic())
 
 
 class JobManager:
@@ -155,10 +261,11 @@ class JobManager:
     training share the CPU fairly: a second request while one runs is refused with a
     clear message (the page then shows the running job instead)."""
 
-    def __init__(self, train_fn: TrainFn | None = None):
+    def __init__(self, train_fn: TrainFn | None = None, keep_finished: int = KEEP_FINISHED):
         self._train_fn = train_fn
         self._jobs: dict[str, TrainJob] = {}
         self._lock = threading.Lock()
+        self._keep = keep_finished
 
     def _fn(self) -> TrainFn:
         if self._train_fn is None:
@@ -179,14 +286,25 @@ class JobManager:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def start(self, configs: Sequence[Any], labels: Sequence[str] | None = None,
+    def start(self, configs: Sequence[Any], labels: Sequence[str] | None = None, *,
+              weights: Sequence[float] | None = None, owner: str | None = None,
               **train_kwargs: Any) -> TrainJob:
+        """Start training ``configs`` for session ``owner``; see :class:`TrainJob`."""
         if not configs:
             raise ValueError("Nothing to train: every chosen run is already stored.")
         with self._lock:
             if any(j.running for j in self._jobs.values()):
                 raise RuntimeError("A training job is already running; wait for it or cancel it.")
             labels = list(labels) if labels is not None else [c.model for c in configs]
-            job = TrainJob(configs, labels, self._fn(), **train_kwargs)
+            job = TrainJob(configs, labels, self._fn(), weights=weights, owner=owner,
+                           **train_kwargs)
+            self._prune()
             self._jobs[job.job_id] = job
             return job.start()
+
+    def _prune(self) -> None:
+        """Forget all but the newest :data:`KEEP_FINISHED` finished jobs (their epochs are
+        in the results store; only their progress snapshots go)."""
+        finished = [k for k, j in self._jobs.items() if not j.running]
+        for key in finished[:max(len(finished) - self._keep, 0)]:
+            del self._jobs[key]

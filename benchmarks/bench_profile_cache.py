@@ -35,11 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cnncompare-bench-") as home:
         os.environ["CNNCOMPARE_HOME"] = home  # an empty cache: every first call is cold
         from cnncompare import list_models, profiling
+        from cnncompare.registry import preset_config
 
         profiling.analyze_module(lambda: torch.nn.Conv2d(1, 1, 1), (1, 1, 4, 4))  # imports
         rows = []
         for name in list_models():
-            cfg = profiling.preset_config(name, args.preset)
+            cfg = preset_config(name, args.preset)
             t0 = time.perf_counter()
             prof = profiling.analyze(cfg)
             cold = time.perf_counter() - t0

@@ -49,6 +49,7 @@ def _time(model: torch.nn.Module, x: torch.Tensor, n: int, device: torch.device)
 
 def compare(name: str, batch: int, rounds: int, per_round: int, device: torch.device) -> dict:
     from cnncompare import get_model, profiling
+    from cnncompare.registry import config_for
 
     torch.manual_seed(0)
     ours = get_model(name).eval().to(device)
@@ -66,7 +67,7 @@ def compare(name: str, batch: int, rounds: int, per_round: int, device: torch.de
             sink += _time(model, x, per_round, device)
     med_ours, med_theirs = statistics.median(t_ours), statistics.median(t_theirs)
     min_ours, min_theirs = min(t_ours), min(t_theirs)
-    flops = profiling.cost_summary(profiling.config_for(name))["flops"]
+    flops = profiling.cost_summary(config_for(name))["flops"]
     return {
         "model": name, "batch_size": batch, "params": n_ours,
         "ours_ms": med_ours, "torchvision_ms": med_theirs, "ratio": med_ours / med_theirs,

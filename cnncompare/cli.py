@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from cnncompare.registry import list_models, zoo_frame
+
 FORMATS = ("table", "csv", "json")
 _COMMAND_MODULES = ("cnncompare.cli_cost", "cnncompare.cli_train")
 
@@ -61,34 +63,9 @@ def parse_list(text: str, cast: Callable[[str], Any] = str, what: str = "value")
         raise CliError(f"bad {what} in {text!r}: {exc}") from None
 
 
-def zoo_frame() -> pd.DataFrame:
-    """The zoo: one row per registered model with its canonical configuration."""
-    from cnncompare.registry import count_params, list_models, model_info
-
-    rows = []
-    for name in list_models():
-        info = model_info(name)
-        rows.append(
-            {
-                "model": name,
-                "family": info.family,
-                "year": info.year,
-                "paper": info.paper,
-                "paper_url": info.paper_url,
-                "params": count_params(name),
-                "input": "{in_channels}x{input_size}x{input_size}".format(**info.canonical),
-                "num_classes": info.canonical["num_classes"],
-                "key_idea": info.key_ideas[0],
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 def _cmd_list(args: argparse.Namespace) -> int:
     frame = zoo_frame()
     if args.pattern:
-        from cnncompare.registry import list_models
-
         frame = frame[frame["model"].isin(list_models(args.pattern))]
     emit(frame, args.format)
     return 0
@@ -105,13 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_format(p)
     p.set_defaults(func=_cmd_list)
     for mod_name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod_name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(mod_name).register(sub)
     return parser
 
 

@@ -17,6 +17,8 @@ from typing import Any, TextIO
 import pandas as pd
 
 from cnncompare.cli import CliError, add_format, emit, parse_list
+from cnncompare.devices import resolve_device
+from cnncompare.registry import ModelConfig, config_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,20 +90,14 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 
-def _configs(args: argparse.Namespace) -> list:
+def _configs(args: argparse.Namespace) -> list[ModelConfig]:
     """Resolve every model's configuration first, so a bad one fails before any work."""
-    from cnncompare import profiling
-    from cnncompare.registry import resolve_config
-
     names = parse_list(args.models, str, "model name")
-    kwargs = _config_kwargs(args)
-    if args.preset:
-        return [profiling.preset_config(n, args.preset, **kwargs) for n in names]
-    return [resolve_config(n, **kwargs) for n in names]
+    return [config_for(n, args.preset, **_config_kwargs(args)) for n in names]
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from cnncompare import profiling
+    from cnncompare import profiling  # imported on first use: torch's FLOP counter is slow
 
     cfgs = _configs(args)
     if args.depth < 1:
@@ -128,7 +124,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_row(cfg, summary: dict[str, Any]) -> dict[str, Any]:
+def _summary_row(cfg: ModelConfig, summary: dict[str, Any]) -> dict[str, Any]:
     row = {"model": cfg.name, "input": f"{cfg.in_channels}x{cfg.input_size}x{cfg.input_size}",
            "width": cfg.width, "num_classes": cfg.num_classes}
     row.update(summary)
@@ -136,7 +132,7 @@ def _summary_row(cfg, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cnncompare import benchmark
+    from cnncompare import benchmark  # imported on first use: torch's FLOP counter is slow
 
     cfgs = _configs(args)
     sizes = benchmark.check_batch_sizes(parse_list(args.batch_sizes, int, "batch size"))
@@ -145,8 +141,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         iters=args.iters, max_seconds=args.max_seconds, measure_memory=not args.no_memory,
         threads=args.threads,
     )
-    from cnncompare.devices import resolve_device
-
     resolve_device(settings.device)  # a missing device fails here, before any model is built
     frame = benchmark.benchmark_models(cfgs, sizes, settings, cache=args.reuse,
                                        progress=StderrProgress())

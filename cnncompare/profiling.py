@@ -1,35 +1,42 @@
-"""What a network costs to run: a layer table, MACs, FLOPs and memory, cached on disk.
+"""What a network costs to run: MACs, FLOPs, parameters and memory, cached on disk.
 
 One analysis, :func:`analyze`, gives a :class:`Profile` with several views, the way
 fvcore's ``FlopCountAnalysis`` does:
 
-* :meth:`Profile.layer_table`: one row per executed leaf layer (torchinfo, ``verbose=0``)
-  with its type, kernel, stride, padding, input and output shapes, parameters and MACs;
-  for convolutions and poolings the shape arithmetic
-  ``out = floor((in + 2p - k) / s) + 1`` with the numbers filled in.
+* :meth:`Profile.layer_table`: one row per executed leaf layer, with its shapes, shape
+  arithmetic, parameters and MACs (:mod:`cnncompare.layer_table`).
 * :meth:`Profile.summary`: the totals, as :func:`cost_summary` returns them.
 * :meth:`Profile.by_module`, :meth:`Profile.by_operator`, :meth:`Profile.skipped`.
 
 What is counted, exactly:
 
 * **MACs** come from fvcore (``FlopCountAnalysis``), which counts one fused multiply-add
-  once. It counts convolutions, linear layers and matrix products, plus one operation per
-  element for batch normalisation (inference form) and adaptive average pooling. It skips
-  the operators it has no formula for (max pooling, element-wise additions, activations);
-  those are listed (:meth:`Profile.skipped`), never hidden.
+  once. It counts convolutions, linear layers and matrix products; batch normalisation
+  in its inference form as two operations per element (a scale and a shift; one without
+  the affine parameters); adaptive average pooling as one per input element. It skips
+  the operators it has no formula for (max pooling, element-wise additions, activations,
+  local response normalisation); those are listed (:meth:`Profile.skipped`), never hidden.
 * **FLOPs** come from torch's ``FlopCounterMode``, which counts two floating-point
   operations per multiply-add of convolutions and matrix products, and nothing else.
-  ``flops`` is one forward pass of one image; ``train_flops`` is the forward and backward
-  pass of one training step, per image.
+  ``flops`` is one forward pass of one image.
+* **Training FLOPs** (``train_flops``) are the forward and backward pass of one training
+  step, per image. The rule, for every convolution and linear layer: the forward product,
+  then in the backward pass the weight gradient (one product of the same size) and the
+  input gradient (another), except the first layer's input gradient, which nothing needs
+  (the image does not require a gradient). So a network's backward is about twice its
+  forward. torch's counter ignores a grouped convolution's groups in its weight gradient
+  and counts it ``groups`` times over (AlexNet-2012's two towers: 3x the forward instead
+  of 2x); here it is counted once, as the grouped product it is.
 * **Memory**: ``param_mb`` is the parameters' bytes (buffers such as batch-norm
   statistics excluded); ``activation_mb`` estimates the activations one image keeps in a
-  forward pass: the sum of every leaf layer's output bytes, in-place layers not counted
-  twice. Measured peaks live in :mod:`cnncompare.benchmark`.
+  forward pass: the sum of every executed leaf layer's output bytes, in float32 at batch 1,
+  leaving out the outputs of in-place layers (``ReLU(inplace=True)`` overwrites its input).
+  Measured peaks live in :mod:`cnncompare.benchmark`.
 
 All figures are per image (batch 1) in float32. Results are cached as JSON under
 ``paths.cache_dir("profile")``, keyed by the model configuration (with the model's
-version), the versions of torch, fvcore and torchinfo, and a hash of the model code, so a
-warm call reads one small file and returns in milliseconds.
+version), the versions of torch, fvcore and torchinfo, and a hash of the model and
+counting code, so a warm call reads one small file and returns in milliseconds.
 """
 
 from __future__ import annotations
@@ -37,10 +44,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import math
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -54,13 +58,12 @@ import torch
 from torch import nn
 
 from cnncompare import paths
-from cnncompare.registry import ModelConfig, model_info, resolve_config
+from cnncompare.cache import read_json, stable_hash, write_json
+from cnncompare.layer_table import LAYER_COLUMNS, MB, fill_layer_macs, layer_rows
+from cnncompare.registry import ModelConfig, as_config, config_for
 
 SCHEMA = 1
 """Bump when the cached analysis changes shape or meaning."""
-
-MB = 1e6
-"""Megabytes are decimal here, as torchinfo prints them."""
 
 SUMMARY_KEYS = (
     "params",
@@ -82,10 +85,12 @@ MACS_VS_FLOPS = (
 )
 """The one-line explanation the UI shows next to the MACs and FLOPs columns."""
 
-_SPATIAL_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
-                  nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-_ADAPTIVE_TYPES = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-                   nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+ACTIVATION_NOTE = (
+    "Activations: the sum of every layer's output for one image (batch 1, float32), "
+    "leaving out in-place layers, which overwrite their input. An estimate: the peak a "
+    "framework reaches depends on what it frees and keeps."
+)
+"""What the activation-memory figure is, for every place that shows it."""
 
 _STATS = {"computed": 0, "disk_hits": 0}
 
@@ -110,16 +115,12 @@ class Profile:
     seconds: float = 0.0  # how long the cold analysis took
     from_cache: bool = field(default=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        return self.config.get("name", self.label)
-
     def summary(self) -> dict[str, Any]:
         """The totals: exactly the keys of :data:`SUMMARY_KEYS`."""
         return {k: self.totals[k] for k in SUMMARY_KEYS}
 
     def layer_table(self) -> pd.DataFrame:
-        """One row per executed leaf layer, in execution order."""
+        """One row per executed leaf layer, in execution order (:mod:`cnncompare.layer_table`)."""
         return pd.DataFrame(self.layers, columns=LAYER_COLUMNS)
 
     def by_module(self, depth: int = 1) -> pd.DataFrame:
@@ -169,66 +170,26 @@ class Profile:
         return cls(**data, from_cache=True)
 
 
-LAYER_COLUMNS = [
-    "layer", "block", "depth", "type", "kernel", "stride", "padding", "input_shape",
-    "output_shape", "shape_arithmetic", "params", "trainable_params", "macs", "output_mb",
-    "shared",
-]
-"""The columns of :meth:`Profile.layer_table`."""
-
-
 # --------------------------------------------------------------------------------------
 # Public functions
-
-
-def as_config(model: ModelConfig | str, **config: Any) -> ModelConfig:
-    """A :class:`ModelConfig` from a config or a model name plus ``resolve_config`` args."""
-    if isinstance(model, ModelConfig):
-        if config:
-            raise ValueError("pass either a ModelConfig or configuration arguments, not both")
-        return model
-    return resolve_config(model, **config)
-
-
-def preset_config(name: str, preset: str = "canonical", **overrides: Any) -> ModelConfig:
-    """Model ``name`` at its ``canonical`` or its recommended ``small`` configuration.
-
-    ``overrides`` (``input_size``, ``in_channels``, ``num_classes``, ``width``) win over the
-    preset's values.
-    """
-    info = model_info(name)
-    if preset == "canonical":
-        base = dict(info.canonical)
-    elif preset == "small":
-        base = dict(info.small)
-    else:
-        raise ValueError(f"preset must be 'canonical' or 'small', got {preset!r}")
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return resolve_config(name, **base)
-
-
-def config_for(name: str, preset: str | None = None, **config: Any) -> ModelConfig:
-    """``preset_config`` when a preset is named, else ``resolve_config(name, **config)``."""
-    if preset:
-        return preset_config(name, preset, **config)
-    return resolve_config(name, **config)
 
 
 def analyze(model: ModelConfig | str, *, cache: bool = True, **config: Any) -> Profile:
     """The full cost analysis of one configuration, from the disk cache when it is there."""
     cfg = as_config(model, **config)
     path = _cache_path(cfg) if cache else None
-    if path is not None and path.exists():
+    data = read_json(path) if path is not None else None
+    if isinstance(data, dict):
         try:
-            profile = Profile.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            profile = None  # a damaged or outdated file: compute again and overwrite it
+            profile = Profile.from_json(data)
+        except TypeError:
+            profile = None  # an outdated file: compute again and overwrite it
         if profile is not None:
             _STATS["disk_hits"] += 1
             return profile
     profile = _compute(cfg)
     if path is not None:
-        atomic_write(path, json.dumps(profile.to_json()))
+        write_json(path, profile.to_json())
     return profile
 
 
@@ -240,21 +201,6 @@ def cost_summary(cfg: ModelConfig) -> dict[str, Any]:
     MB), ``skipped_ops`` (a short string like ``"aten::max_pool2d (5)"``, or ``""``).
     """
     return analyze(cfg).summary()
-
-
-def layer_table(cfg: ModelConfig | str, **config: Any) -> pd.DataFrame:
-    """The layer table of one configuration; see :meth:`Profile.layer_table`."""
-    return analyze(as_config(cfg, **config)).layer_table()
-
-
-def by_module(cfg: ModelConfig | str, depth: int = 1, **config: Any) -> pd.DataFrame:
-    """MACs and parameters per module; see :meth:`Profile.by_module`."""
-    return analyze(as_config(cfg, **config)).by_module(depth)
-
-
-def by_operator(cfg: ModelConfig | str, **config: Any) -> pd.DataFrame:
-    """MACs and FLOPs per operator; see :meth:`Profile.by_operator`."""
-    return analyze(as_config(cfg, **config)).by_operator()
 
 
 def profile_models(names: Iterable[str], *, preset: str | None = None,
@@ -328,7 +274,8 @@ def analyze_module(build: Callable[[], nn.Module], input_shape: tuple[int, ...],
     with torch.device("meta"):
         model = build()
     model.eval()
-    layers, activation_bytes = _layer_rows(model, shape)
+    with quiet():
+        layers, activation_bytes = layer_rows(model, shape, _device_of(model))
     flops, flops_by_op = _forward_flops(model, shape)
     train_flops = _train_flops(model, shape)
     # fvcore traces a real forward pass: give the model real (zeroed) storage, no init.
@@ -337,7 +284,7 @@ def analyze_module(build: Callable[[], nn.Module], input_shape: tuple[int, ...],
     model.eval()
     fva = _fvcore_analysis(model, torch.zeros(shape))
     module_macs = fva.by_module()
-    _fill_layer_macs(layers, module_macs)
+    fill_layer_macs(layers, module_macs)
     modules = _module_index(model, module_macs)
     skipped = {op: int(n) for op, n in fva.unsupported_ops().items()}
     params = sum(p.numel() for p in model.parameters())
@@ -384,7 +331,7 @@ def quiet() -> Iterator[None]:
 
 def _fvcore_analysis(model: nn.Module, x: torch.Tensor):
     with quiet():
-        from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn import FlopCountAnalysis  # imported on first use: slow to import
 
         fva = FlopCountAnalysis(model, x)
         fva.unsupported_ops_warnings(False)
@@ -404,7 +351,7 @@ def _first_tensor_sum(out: Any) -> torch.Tensor:
 
 
 def _forward_flops(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # on first use: it loads triton
 
     x = torch.zeros(shape, device=_device_of(model))
     counter = FlopCounterMode(display=False)
@@ -414,18 +361,45 @@ def _forward_flops(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, dict[
     return int(counter.get_total_flops()), {str(op): int(n) for op, n in by_op.items()}
 
 
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding,
+                         _dilation, transposed, _output_padding, groups, output_mask,
+                         out_shape=None, **kwargs) -> int:
+    """A convolution's backward FLOPs: torch's formula, the grouped weight gradient fixed.
+
+    The input gradient is a (transposed) convolution of the output gradient with the
+    weight; the weight gradient a convolution of the input with the output gradient,
+    which for ``groups`` > 1 is ``groups`` separate products of ``1/groups`` the channels.
+    torch's ``conv_backward_flop`` counts that product over all channel pairs, ``groups``
+    times too many; this divides it back. For ``groups=1`` the two formulas agree.
+    """
+    from torch.utils.flop_counter import conv_flop_count  # on first use: it loads triton
+
+    def swap(shape):  # batch <-> channels
+        return [shape[1], shape[0], *shape[2:]]
+
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        a, b = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(swap(a), swap(b), swap(out_shape[1])) // groups
+    return flops
+
+
 def _train_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
-    """Forward + backward FLOPs of one training step, per image.
+    """Forward + backward FLOPs of one training step, per image (rule: module docstring).
 
     Counted on a batch of two (batch normalisation cannot train on one 1x1 map) and
     halved: every counted operator is linear in the batch size.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # on first use: it loads triton
 
     x = torch.zeros((2, *shape[1:]), device=_device_of(model))
     was_training = model.training
     model.train()
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(
+        display=False,
+        custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
     try:
         with counter:
             _first_tensor_sum(model(x)).backward()
@@ -451,57 +425,6 @@ def _zero_(model: nn.Module) -> None:
                 t.zero_()
 
 
-# --------------------------------------------------------------------------------------
-# The layer table
-
-
-def _layer_rows(model: nn.Module, shape: tuple[int, ...]) -> tuple[list[dict[str, Any]], int]:
-    """Leaf-layer rows from torchinfo, and the activation bytes of one image."""
-    from torchinfo import summary
-
-    with quiet():
-        stats = summary(model, input_size=shape, device=_device_of(model), verbose=0,
-                        depth=1_000, mode="eval")
-    names = {id(m): n for n, m in model.named_modules()}
-    rows: list[dict[str, Any]] = []
-    activation = 0
-    for info in stats.summary_list:
-        if not info.is_leaf_layer or not info.executed:
-            continue
-        module = info.module
-        name = names.get(id(module), info.var_name) or "(model)"
-        if not getattr(module, "inplace", False):
-            activation += info.output_bytes
-        kernel, stride, padding, arithmetic = _spatial(module, info.input_size,
-                                                       info.output_size)
-        rows.append({
-            "layer": name,
-            "block": name.split(".")[0],
-            "depth": info.depth,
-            "type": info.class_name,
-            "kernel": kernel,
-            "stride": stride,
-            "padding": padding,
-            "input_shape": _shape_text(info.input_size),
-            "output_shape": _shape_text(info.output_size),
-            "shape_arithmetic": arithmetic,
-            "params": 0 if info.is_recursive else int(info.num_params),
-            "trainable_params": 0 if info.is_recursive else int(info.trainable_params),
-            "macs": 0,  # filled in from fvcore
-            "output_mb": info.output_bytes / MB,
-            "shared": bool(info.is_recursive),
-        })
-    return rows, activation
-
-
-def _fill_layer_macs(rows: list[dict[str, Any]], module_macs: dict[str, int]) -> None:
-    """A layer's MACs are fvcore's for its module; a shared module's go to its first call."""
-    for row in rows:
-        if not row["shared"]:
-            path = "" if row["layer"] == "(model)" else row["layer"]
-            row["macs"] = int(module_macs.get(path, 0))
-
-
 def _module_index(model: nn.Module, module_macs: dict[str, int]) -> dict[str, dict[str, Any]]:
     index = {}
     for name, module in model.named_modules():
@@ -514,80 +437,20 @@ def _module_index(model: nn.Module, module_macs: dict[str, int]) -> dict[str, di
     return index
 
 
-def _shape_text(size: Any) -> str:
-    """``[1, 64, 56, 56]`` -> ``"64x56x56"`` (the batch dimension dropped)."""
-    if isinstance(size, (list, tuple)) and size and all(isinstance(s, int) for s in size):
-        return "x".join(str(s) for s in size[1:]) if len(size) > 1 else str(size[0])
-    return str(size)
-
-
-def _pair(v: Any) -> tuple[int, ...]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v,)
-
-
-def _dims_text(v: Any, ndim: int = 1) -> str:
-    """``(3, 3)`` -> ``"3x3"``; ``2`` with ``ndim=2`` -> ``"2x2"``."""
-    t = _pair(v)
-    if len(t) == 1:
-        t = t * ndim
-    return "x".join(str(int(x)) for x in t)
-
-
-def _spatial(module: nn.Module, in_size: Any, out_size: Any) -> tuple[str, str, str, str]:
-    """Kernel, stride, padding and the filled-in shape arithmetic of a conv or pool layer."""
-    if isinstance(module, _ADAPTIVE_TYPES):
-        out = _dims_text(module.output_size, int(type(module).__name__[-2]))
-        return "", "", "", f"adaptive: output fixed at {out}"
-    if not isinstance(module, _SPATIAL_TYPES):
-        return "", "", "", ""
-    k, s, p = module.kernel_size, module.stride, module.padding
-    ndim = int(type(module).__name__[-2]) if type(module).__name__[-2].isdigit() else 1
-    kernel, stride, padding = _dims_text(k, ndim), _dims_text(s, ndim), _dims_text(p, ndim)
-    if isinstance(p, str):  # "same" / "valid"
-        return kernel, stride, p, ""
-    try:
-        n_in = int(in_size[2])
-        n_out = int(out_size[2])
-    except (IndexError, TypeError, ValueError):
-        return kernel, stride, padding, ""
-    k0, s0, p0 = _pair(k)[0], _pair(s)[0], _pair(p)[0]
-    d0 = _pair(getattr(module, "dilation", 1))[0]
-    ceil_mode = bool(getattr(module, "ceil_mode", False))
-    return kernel, stride, padding, shape_arithmetic(n_in, k0, s0, p0, d0, ceil_mode, n_out)
-
-
-def shape_arithmetic(n_in: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = False,
-                     n_out: int | None = None) -> str:
-    """``"floor((224 + 2*3 - 7) / 2) + 1 = 112"``: the output size, with its numbers.
-
-    Dilation ``d`` > 1 shows the effective kernel ``d*(k-1)+1``. When ``n_out`` (what the
-    layer really produced) differs from the formula (PyTorch's ceil-mode rule drops a
-    window that would start in the padding), the real size is given too.
-    """
-    k_text = str(k) if d == 1 else f"({d}*({k}-1)+1)"
-    k_eff = d * (k - 1) + 1
-    rounding = "ceil" if ceil_mode else "floor"
-    span = n_in + 2 * p - k_eff
-    value = (math.ceil(span / s) if ceil_mode else span // s) + 1
-    text = f"{rounding}(({n_in} + 2*{p} - {k_text}) / {s}) + 1 = {value}"
-    if n_out is not None and n_out != value:
-        text += f" (PyTorch gives {n_out})"
-    return text
-
-
 # --------------------------------------------------------------------------------------
 # The disk cache
 
 
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """A hash of the model code and of this module, read once per process.
+    """A hash of the model code and of the counting code, read once per process.
 
     Part of the cache key, so that an edited network (or counting rule) is profiled again
     even where nobody bumped ``ModelInfo.version``.
     """
     here = Path(__file__).resolve().parent
-    files = sorted((here / "models").glob("*.py")) + [Path(__file__).resolve()]
+    files = sorted((here / "models").glob("*.py")) + [
+        here / "geometry.py", here / "layer_table.py", Path(__file__).resolve()]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
@@ -597,21 +460,7 @@ def code_digest() -> str:
 
 def _cache_path(cfg: ModelConfig) -> Path:
     payload = {"config": cfg.key(), "versions": library_versions(), "code": code_digest()}
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-    return paths.cache_dir("profile") / f"{cfg.name}-{digest}.json"
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that no reader ever sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    return paths.cache_dir("profile") / f"{cfg.name}-{stable_hash(payload, 20)}.json"
 
 
 def _dist_version(dist: str) -> str:

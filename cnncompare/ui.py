@@ -6,13 +6,16 @@ wrap it in Streamlit's caches so that a rerun is instant.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
 
 @st.cache_data(show_spinner=False)
 def zoo_table() -> pd.DataFrame:
-    from cnncompare.cli import zoo_frame
+    """``registry.zoo_frame``: one row per model at its canonical configuration."""
+    from cnncompare.registry import zoo_frame  # imported on first use: it loads torch
 
     return zoo_frame()
 
@@ -44,7 +47,7 @@ CONFIG_CHOICES = {
 
 
 def config_picker(key: str, default: str = "small") -> tuple[str | None, dict]:
-    """Choose a configuration; returns ``(preset, overrides)`` for ``profiling.config_for``.
+    """Choose a configuration; returns ``(preset, overrides)`` for ``registry.config_for``.
 
     ``small`` and ``canonical`` use each model's own preset; ``custom`` asks for an input
     size, channels, classes and width shared by every model.
@@ -76,16 +79,18 @@ def cost_table(names: tuple[str, ...], preset: str | None, config: dict) -> pd.D
 def layer_table(name: str, preset: str | None, config: dict) -> pd.DataFrame:
     """The layer table of one model (shapes, shape arithmetic, parameters, MACs)."""
     from cnncompare import profiling
+    from cnncompare.registry import config_for
 
-    return profiling.analyze(profiling.config_for(name, preset, **config)).layer_table()
+    return profiling.analyze(config_for(name, preset, **config)).layer_table()
 
 
 @st.cache_data(show_spinner=False)
 def cost_summary(name: str, preset: str | None, config: dict) -> dict:
     """Totals for one model (``profiling.cost_summary``) plus its resolved configuration."""
     from cnncompare import profiling
+    from cnncompare.registry import config_for
 
-    cfg = profiling.config_for(name, preset, **config)
+    cfg = config_for(name, preset, **config)
     return dict(profiling.cost_summary(cfg), label=cfg.label(), stem=cfg.stem)
 
 
@@ -94,10 +99,11 @@ def module_table(names: tuple[str, ...], preset: str | None, config: dict,
                  depth: int = 1) -> pd.DataFrame:
     """MACs and parameters per module for every model (``model`` column first)."""
     from cnncompare import profiling
+    from cnncompare.registry import config_for
 
     frames = []
     for name in names:
-        frame = profiling.analyze(profiling.config_for(name, preset, **config)).by_module(depth)
+        frame = profiling.analyze(config_for(name, preset, **config)).by_module(depth)
         frame.insert(0, "model", name)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -107,13 +113,59 @@ def module_table(names: tuple[str, ...], preset: str | None, config: dict,
 def skipped_table(names: tuple[str, ...], preset: str | None, config: dict) -> pd.DataFrame:
     """The operators fvcore did not count, per model."""
     from cnncompare import profiling
+    from cnncompare.registry import config_for
 
     frames = []
     for name in names:
-        frame = profiling.analyze(profiling.config_for(name, preset, **config)).skipped()
+        frame = profiling.analyze(config_for(name, preset, **config)).skipped()
         frame.insert(0, "model", name)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def cost_columns(compact: bool = False) -> dict[str, Any]:
+    """``st.dataframe`` column configs for every cost column, as every page shows them.
+
+    One label, unit and help text per column: parameters, MACs, FLOPs, training FLOPs,
+    parameter and activation memory, the operators fvcore skipped, and the measured
+    latency, throughput and peak memory. Counts are written in full (``1,819,065,856``),
+    or with ``compact`` as ``1.8B``. Pass it (merged with a page's own columns) as
+    ``column_config``; columns a table lacks are ignored.
+    """
+    from cnncompare.profiling import ACTIVATION_NOTE  # keeps this module's import light
+
+    count = "compact" if compact else "localized"
+    number = st.column_config.NumberColumn
+    return {
+        "params": number("Parameters", format=count,
+                         help="Parameters (weights and biases), counted from the built model."),
+        "trainable_params": number("Trainable parameters", format=count),
+        "macs": number("MACs", format=count,
+                       help="Multiply-accumulates per image, forward pass (fvcore: one "
+                            "multiply-add counts 1)."),
+        "flops": number("FLOPs", format=count,
+                        help="Floating-point operations per image, forward pass (torch "
+                             "FlopCounterMode: one multiply-add counts 2)."),
+        "train_flops": number("Train FLOPs", format=count,
+                              help="Forward and backward FLOPs of one training step, per "
+                                   "image (torch FlopCounterMode, a grouped convolution's "
+                                   "weight gradient counted once)."),
+        "param_mb": number("Params (MB)", format="%.2f",
+                           help="Parameter memory in float32, decimal megabytes."),
+        "activation_mb": number("Activations (MB)", format="%.2f", help=ACTIVATION_NOTE),
+        "skipped_ops": st.column_config.TextColumn(
+            "Not counted by fvcore",
+            help="Operators that ran but have no MAC formula in fvcore, with their call count."),
+        "median_ms": number("Latency (ms)", format="%.2f",
+                            help="Median time of one step, measured on this machine."),
+        "latency_ms": number("Latency (ms)", format="%.2f",
+                             help="Median time of one inference at batch 1, measured on this "
+                                  "machine."),
+        "throughput": number("Images/s", format="%.0f",
+                             help="Images per second at the measured median latency."),
+        "peak_mem_mb": number("Peak memory (MB)", format="%.1f",
+                              help="Peak memory measured during one step on this machine."),
+    }
 
 
 def run_benchmark(names: tuple[str, ...], batch_sizes: tuple[int, ...], settings,
@@ -166,6 +218,20 @@ def pretrained_classifier(name: str, torch_dir: str, download: bool = False):
     from cnncompare import classify
 
     return classify.load_pretrained(name, download=download)
+
+
+def session_key() -> str:
+    """A random id for this browser session (kept in its session state): who started a job."""
+    if "cnncompare_session" not in st.session_state:
+        import uuid
+
+        st.session_state["cnncompare_session"] = uuid.uuid4().hex
+    return st.session_state["cnncompare_session"]
+
+
+def is_local_visitor() -> bool:
+    """Whether this visitor is at the server's own machine (Streamlit gives no IP then)."""
+    return st.context.ip_address is None
 
 
 @st.cache_resource(show_spinner=False)

@@ -12,9 +12,11 @@ import pytest
 
 from cnncompare import profiling
 from cnncompare.cli import main
+from cnncompare.registry import config_for
 from tests.conftest import REPO
 from tests.cost_helpers import canonical_home
 
+GOLDEN = REPO / "tests" / "golden"
 PROFILE_COLUMNS = {"model", "params", "macs", "flops", "param_mb", "activation_mb"}
 BENCH_COLUMNS = {"model", "device", "batch_size", "median_ms", "p90_ms", "throughput",
                  "peak_mem_mb"}
@@ -49,7 +51,7 @@ def test_profile_json_with_config(capsys):
         assert PROFILE_COLUMNS <= set(r)
         assert r["input"] == "1x32x32" and r["width"] == 0.25
         assert isinstance(r["macs"], int) and isinstance(r["activation_mb"], float)
-    expected = profiling.cost_summary(profiling.config_for(
+    expected = profiling.cost_summary(config_for(
         "alexnet", input_size=32, in_channels=1, num_classes=10, width=0.25))
     assert records[1]["macs"] == expected["macs"]
 
@@ -67,11 +69,17 @@ def test_profile_layers(capsys):
 def test_profile_by_module_and_operator(capsys):
     assert main(["profile", "--models", "lenet", "--by-module", "--format", "csv"]) == 0
     modules = _csv(capsys)
-    total = profiling.cost_summary(profiling.config_for("lenet"))["macs"]
+    total = profiling.cost_summary(config_for("lenet"))["macs"]
     assert modules["macs"].sum() == total
     assert main(["profile", "--models", "lenet", "--by-operator", "--format", "csv"]) == 0
     ops = _csv(capsys)
     assert set(ops["counter"]) == {"fvcore MACs", "torch FLOPs"}
+
+
+def test_printed_layer_table_matches_the_golden_file(capsys):
+    """The exact text of ``profile --model lenet --layers`` (as torchinfo's tests do)."""
+    assert main(["profile", "--model", "lenet", "--layers"]) == 0
+    assert capsys.readouterr().out == (GOLDEN / "lenet_layers.txt").read_text()
 
 
 def test_bench_csv(capsys):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from streamlit.testing.v1 import AppTest
 
-from cnncompare import benchmark, count_params
+from cnncompare import benchmark, count_params, profiling, ui
 from tests.conftest import REPO
 
 TIMEOUT = 120
@@ -16,6 +18,17 @@ def _page(name: str) -> AppTest:
 
 def _downloads(at: AppTest) -> list[str]:
     return [b.proto.label for b in at.get("download_button")]
+
+
+def _column_texts(table, column: str) -> tuple[str, str]:
+    """The label and help text a shown table gives ``column``."""
+    config = json.loads(table.proto.columns)[column]
+    return config["label"], config.get("help", "")
+
+
+def _expected_texts(column: str) -> tuple[str, str]:
+    config = ui.cost_columns()[column]
+    return config["label"], config["help"]
 
 
 def test_architectures_page():
@@ -30,6 +43,12 @@ def test_architectures_page():
     assert main["params"].sum() == count_params("resnet18", input_size=32, width=0.25)
     assert "Residual shortcuts" in " ".join(m.value for m in at.markdown)
     assert any(m.label == "Parameters" for m in at.metric)
+    # The activation figure says what it assumes; the cost columns come from ui's table.
+    (activations,) = [m for m in at.metric if m.label == "Activations"]
+    assert activations.proto.help == profiling.ACTIVATION_NOTE
+    assert "float32" in activations.proto.help and "in-place" in activations.proto.help
+    for column in ("params", "macs"):
+        assert _column_texts(at.dataframe[0], column) == _expected_texts(column)
 
     at.selectbox(key="arch-model").set_value("lenet5").run()
     assert not at.exception
@@ -51,6 +70,9 @@ def test_profile_page_tables_and_downloads():
     costs = at.dataframe[0].value
     assert list(costs["model"]) == ["lenet", "alexnet", "vgg11", "resnet18"]
     assert {"params", "macs", "flops", "param_mb", "activation_mb"} <= set(costs.columns)
+    for column in ("params", "macs", "flops", "train_flops", "activation_mb"):
+        assert _column_texts(at.dataframe[0], column) == _expected_texts(column)
+    assert profiling.ACTIVATION_NOTE in [c.value for c in at.caption]
     # Costs, per-module and skipped-operator tables; no benchmark has run yet.
     assert len(at.dataframe) == 3
     assert len(_downloads(at)) == 3

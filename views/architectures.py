@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnncompare import list_models, model_info, plots, ui
 from cnncompare.formatting import human
-from cnncompare.profiling import MACS_VS_FLOPS
+from cnncompare.profiling import ACTIVATION_NOTE, MACS_VS_FLOPS
 
 st.title("Architectures")
 st.caption(
@@ -13,6 +13,7 @@ st.caption(
 )
 
 MODELS = list_models()
+COSTS = ui.cost_columns()
 LAYER_COLUMNS = {
     "layer": "Layer",
     "type": "Type",
@@ -23,10 +24,12 @@ LAYER_COLUMNS = {
     "output_shape": st.column_config.TextColumn("Output", help="channels x height x width"),
     "shape_arithmetic": st.column_config.TextColumn(
         "Shape arithmetic", help="out = floor((in + 2p - k) / s) + 1", width="large"),
-    "params": st.column_config.NumberColumn("Parameters", format="localized"),
-    "macs": st.column_config.NumberColumn("MACs", help="fvcore multiply-adds, one image",
-                                          format="localized"),
-    "output_mb": st.column_config.NumberColumn("Output (MB)", format="%.3f"),
+    "params": COSTS["params"],
+    "macs": COSTS["macs"],
+    "output_mb": st.column_config.NumberColumn(
+        "Output (MB)", format="%.3f",
+        help="This layer's output for one image (batch 1, float32). The activation total "
+             "leaves out in-place layers, which overwrite their input."),
     "shared": st.column_config.CheckboxColumn(
         "Reused", help="A module called again (counted on its first call)"),
 }
@@ -77,8 +80,7 @@ with numbers:
     m2.metric("MACs / image", human(totals["macs"]), help=f"{totals['macs']:,} (fvcore)")
     m1.metric("FLOPs / image", human(totals["flops"]),
               help=f"{totals['flops']:,} (torch FlopCounterMode, forward)")
-    m2.metric("Activations", f"{totals['activation_mb']:.3g} MB",
-              help="Sum of the layer outputs for one image (an estimate)")
+    m2.metric("Activations", f"{totals['activation_mb']:.3g} MB", help=ACTIVATION_NOTE)
     st.caption(MACS_VS_FLOPS)
     if totals["skipped_ops"]:
         st.caption(f"Not counted by fvcore: {totals['skipped_ops']}")

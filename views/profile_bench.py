@@ -5,7 +5,7 @@ import streamlit as st
 from cnncompare import list_models, plots, ui
 from cnncompare.benchmark import DTYPES, BenchSettings
 from cnncompare.devices import available_devices
-from cnncompare.profiling import MACS_VS_FLOPS
+from cnncompare.profiling import ACTIVATION_NOTE, MACS_VS_FLOPS
 
 st.title("Profile & Benchmark")
 st.caption(
@@ -27,29 +27,19 @@ except ValueError as exc:
     st.error(str(exc))
     st.stop()
 
+COSTS = ui.cost_columns()
 COST_COLUMNS = {
     "model": "Model",
     "input": st.column_config.TextColumn("Input", help="channels x height x width"),
     "width": st.column_config.NumberColumn("Width", format="%.3g"),
-    "params": st.column_config.NumberColumn("Parameters", format="localized"),
-    "macs": st.column_config.NumberColumn("MACs", help="fvcore multiply-adds per image",
-                                          format="localized"),
-    "flops": st.column_config.NumberColumn(
-        "FLOPs", help="torch FlopCounterMode, forward, per image", format="localized"),
-    "train_flops": st.column_config.NumberColumn(
-        "Train FLOPs", help="forward + backward of one training step, per image",
-        format="localized"),
-    "param_mb": st.column_config.NumberColumn("Params (MB)", format="%.2f"),
-    "activation_mb": st.column_config.NumberColumn(
-        "Activations (MB)", help="sum of layer outputs for one image (estimate)", format="%.2f"),
-    "median_ms": st.column_config.NumberColumn("Latency (ms)", format="%.2f"),
-    "throughput": st.column_config.NumberColumn("Images/s", format="%.0f"),
-    "peak_mem_mb": st.column_config.NumberColumn("Peak memory (MB)", format="%.1f"),
-    "skipped_ops": st.column_config.TextColumn("Not counted by fvcore"),
+    **{c: COSTS[c] for c in ("params", "macs", "flops", "train_flops", "param_mb",
+                             "activation_mb", "median_ms", "throughput", "peak_mem_mb",
+                             "skipped_ops")},
 }
 
 st.subheader("Cost per image")
 st.caption(MACS_VS_FLOPS)
+st.caption(ACTIVATION_NOTE)
 cost_table_slot = st.empty()
 ui.csv_download(costs, "cnncompare-costs.csv", key="dl-costs")
 
@@ -68,8 +58,8 @@ modules = ui.module_table(names, preset, config, depth)
 st.plotly_chart(plots.module_breakdown(modules), key="prof-modules")
 with st.expander("Per-module table"):
     st.dataframe(modules, hide_index=True, key="prof-modules-table", column_config={
-        "params": st.column_config.NumberColumn("Parameters", format="localized"),
-        "macs": st.column_config.NumberColumn("MACs", format="localized"),
+        "params": COSTS["params"],
+        "macs": COSTS["macs"],
         "share": st.column_config.NumberColumn("Share of MACs", format="percent"),
     })
     ui.csv_download(modules, "cnncompare-modules.csv", key="dl-modules")
@@ -135,11 +125,14 @@ else:
                    "peak_mem_mb", "est_mem_mb", "achieved_gflops", "peak_share", "iters",
                    "cached"]
     st.dataframe(bench[shown_bench], hide_index=True, key="bench-table", column_config={
-        "median_ms": st.column_config.NumberColumn("Median (ms)", format="%.3f"),
-        "p90_ms": st.column_config.NumberColumn("p90 (ms)", format="%.3f"),
-        "throughput": st.column_config.NumberColumn("Images/s", format="%.1f"),
-        "peak_mem_mb": st.column_config.NumberColumn("Peak memory (MB)", format="%.2f"),
-        "est_mem_mb": st.column_config.NumberColumn("Estimated memory (MB)", format="%.2f"),
+        "median_ms": COSTS["median_ms"],
+        "p90_ms": st.column_config.NumberColumn("p90 (ms)", format="%.2f"),
+        "throughput": COSTS["throughput"],
+        "peak_mem_mb": COSTS["peak_mem_mb"],
+        "est_mem_mb": st.column_config.NumberColumn(
+            "Estimated memory (MB)", format="%.2f",
+            help="Parameters (three copies when training) plus batch x the activation "
+                 "estimate, which assumes float32 and leaves out in-place layers."),
         "achieved_gflops": st.column_config.NumberColumn("GFLOP/s", format="%.2f"),
         "peak_share": st.column_config.NumberColumn("Share of peak", format="percent"),
         "cached": st.column_config.CheckboxColumn("From cache"),

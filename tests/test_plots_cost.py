@@ -32,6 +32,9 @@ def test_bubble_and_batch_curves_label_their_axes():
     bubble = plots.macs_params_bubble(COSTS)
     assert "parameters" in bubble.layout.xaxis.title.text
     assert "MACs" in bubble.layout.yaxis.title.text
+    # The bubble size is the activation estimate, with what it assumes.
+    assert "float32" in plots.axis_label("activation_mb")
+    assert "in-place" in plots.axis_label("activation_mb")
     curves = plots.batch_curves(BENCH, "throughput")
     assert [t.name for t in curves.data] == ["lenet", "resnet18"]
     assert curves.data[1].line.color == plots.model_color("resnet18")

@@ -27,8 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "profile",
         help="parameters, MACs, FLOPs and memory per model, or a layer table",
         description="Parameters, MACs (fvcore: one multiply-add = 1), FLOPs (torch's "
-                    "FlopCounterMode: one multiply-add = 2) and memory, per image. Cached "
-                    "on disk: a second call is instant.",
+                    "FlopCounterMode: one multiply-add = 2) and memory, per image. "
+                    "activation_mb is the sum of the layer outputs for one image in "
+                    "float32, in-place layers left out (an estimate). Cached on disk: a "
+                    "second call is instant.",
     )
     _add_models(p)
     _add_config(p)

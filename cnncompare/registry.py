@@ -149,7 +149,7 @@ def _entry(name: str) -> _Entry:
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Registered names in zoo order (by year, then name); ``pattern`` is a glob like ``vgg*``."""
+    """Registered names in zoo order (by year, family, name); ``pattern`` is a glob (``vgg*``)."""
     _ensure_loaded()
     names = sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].info.year, _REGISTRY[n].info.family, n))
     if pattern:

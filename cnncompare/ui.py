@@ -127,10 +127,10 @@ def cost_columns(compact: bool = False) -> dict[str, Any]:
     """``st.dataframe`` column configs for every cost column, as every page shows them.
 
     One label, unit and help text per column: parameters, MACs, FLOPs, training FLOPs,
-    parameter and activation memory, the operators fvcore skipped, and the measured
-    latency, throughput and peak memory. Counts are written in full (``1,819,065,856``),
-    or with ``compact`` as ``1.8B``. Pass it (merged with a page's own columns) as
-    ``column_config``; columns a table lacks are ignored.
+    parameter, activation and layer-output memory, the operators fvcore skipped, the
+    measured latency, throughput and peak memory, and the estimated memory. Counts are
+    written in full (``1,819,065,856``), or with ``compact`` as ``1.8B``. Pass it (merged
+    with a page's own columns) as ``column_config``; columns a table lacks are ignored.
     """
     from cnncompare.profiling import ACTIVATION_NOTE  # keeps this module's import light
 
@@ -153,11 +153,17 @@ def cost_columns(compact: bool = False) -> dict[str, Any]:
         "param_mb": number("Params (MB)", format="%.2f",
                            help="Parameter memory in float32, decimal megabytes."),
         "activation_mb": number("Activations (MB)", format="%.2f", help=ACTIVATION_NOTE),
+        "output_mb": number("Output (MB)", format="%.3f",
+                            help="This layer's output for one image (batch 1, float32). The "
+                                 "activation total leaves out in-place layers, which "
+                                 "overwrite their input."),
         "skipped_ops": st.column_config.TextColumn(
             "Not counted by fvcore",
             help="Operators that ran but have no MAC formula in fvcore, with their call count."),
         "median_ms": number("Latency (ms)", format="%.2f",
                             help="Median time of one step, measured on this machine."),
+        "p90_ms": number("p90 (ms)", format="%.2f",
+                         help="90th percentile of the step times, measured on this machine."),
         "latency_ms": number("Latency (ms)", format="%.2f",
                              help="Median time of one inference at batch 1, measured on this "
                                   "machine."),
@@ -165,6 +171,10 @@ def cost_columns(compact: bool = False) -> dict[str, Any]:
                              help="Images per second at the measured median latency."),
         "peak_mem_mb": number("Peak memory (MB)", format="%.1f",
                               help="Peak memory measured during one step on this machine."),
+        "est_mem_mb": number("Estimated memory (MB)", format="%.1f",
+                             help="Parameters (three copies when training) plus batch x the "
+                                  "activation estimate, which assumes float32 and leaves "
+                                  "out in-place layers."),
     }
 
 

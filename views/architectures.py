@@ -26,10 +26,7 @@ LAYER_COLUMNS = {
         "Shape arithmetic", help="out = floor((in + 2p - k) / s) + 1", width="large"),
     "params": COSTS["params"],
     "macs": COSTS["macs"],
-    "output_mb": st.column_config.NumberColumn(
-        "Output (MB)", format="%.3f",
-        help="This layer's output for one image (batch 1, float32). The activation total "
-             "leaves out in-place layers, which overwrite their input."),
+    "output_mb": COSTS["output_mb"],
     "shared": st.column_config.CheckboxColumn(
         "Reused", help="A module called again (counted on its first call)"),
 }

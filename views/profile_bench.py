@@ -125,14 +125,8 @@ else:
                    "peak_mem_mb", "est_mem_mb", "achieved_gflops", "peak_share", "iters",
                    "cached"]
     st.dataframe(bench[shown_bench], hide_index=True, key="bench-table", column_config={
-        "median_ms": COSTS["median_ms"],
-        "p90_ms": st.column_config.NumberColumn("p90 (ms)", format="%.2f"),
-        "throughput": COSTS["throughput"],
-        "peak_mem_mb": COSTS["peak_mem_mb"],
-        "est_mem_mb": st.column_config.NumberColumn(
-            "Estimated memory (MB)", format="%.2f",
-            help="Parameters (three copies when training) plus batch x the activation "
-                 "estimate, which assumes float32 and leaves out in-place layers."),
+        **{c: COSTS[c] for c in ("median_ms", "p90_ms", "throughput", "peak_mem_mb",
+                                 "est_mem_mb")},
         "achieved_gflops": st.column_config.NumberColumn("GFLOP/s", format="%.2f"),
         "peak_share": st.column_config.NumberColumn("Share of peak", format="percent"),
         "cached": st.column_config.CheckboxColumn("From cache"),

@@ -62,7 +62,7 @@ from cnncompare.cache import read_json, stable_hash, write_json
 from cnncompare.layer_table import LAYER_COLUMNS, MB, fill_layer_macs, layer_rows
 from cnncompare.registry import ModelConfig, as_config, config_for
 
-SCHEMA = 1
+SCHEMA = 2  # 2: a grouped convolution's weight gradient counted once in train_flops
 """Bump when the cached analysis changes shape or meaning."""
 
 SUMMARY_KEYS = (
@@ -210,7 +210,7 @@ def profile_models(names: Iterable[str], *, preset: str | None = None,
     ``config`` (``input_size``, ``in_channels``, ``num_classes``, ``width``, ``stem``) is
     applied to every model; with ``preset="small"`` or ``"canonical"`` each model starts
     from its own preset and ``config`` overrides it. Columns: ``model, config, input,
-    width`` and then :data:`SUMMARY_KEYS`, plus ``macs_per_param``.
+    width, num_classes``, then :data:`SUMMARY_KEYS`, then ``macs_per_param``.
     """
     rows = []
     for name in names:

@@ -1,50 +1,30 @@
-"""Classify one image with several networks: safe decoding, preprocessing, top-k, Grad-CAM.
+"""Classify one image with several networks: preprocessing matched to each, top-k, agreement.
 
 The core takes an ``nn.Module``, its class names and an :class:`InputSpec` (channels,
-size, normalisation, ink polarity); it knows nothing of the results store. Two adapters
-build a :class:`Classifier` from a stored run (:func:`from_run`) or from torchvision's
-ImageNet weights (:func:`load_pretrained`).
-
-Uploads are hostile until proven otherwise. :func:`decode_image` accepts PNG, JPEG, WebP,
-BMP and GIF (first frame) only, refuses files over a byte bound and images over a pixel
-bound *before* any pixel is decoded (the header's size is checked first, so a
-decompression bomb never expands), applies the EXIF orientation and turns every pixel
-mode (alpha, palette, CMYK, 16 bit) into plain 8-bit RGB. Anything it cannot use raises
-:class:`ImageError`, whose message is meant for people.
-
-Saliency is Grad-CAM (Selvaraju et al., 2017, https://arxiv.org/abs/1610.02391), our own
-few lines with forward hooks: the gradient of the class score with respect to the last
-4-D feature map, averaged over space, weighs that map's channels. The target layer is
-found by one rule for every family (see :func:`cam_layer`).
+size, normalisation, ink polarity); it knows nothing of the results store. :func:`from_run`
+builds a :class:`Classifier` from a stored run; :mod:`cnncompare.pretrained` builds one
+from torchvision's ImageNet weights. Uploads are decoded by :mod:`cnncompare.uploads`,
+saliency maps come from :mod:`cnncompare.gradcam`.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import re
 import threading
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor, nn
 
-FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
-"""The image formats Pillow may parse here; every other plugin stays unused."""
-
-DEFAULT_MAX_BYTES = 20 * 2**20
-"""Largest upload accepted (20 MiB); the page passes Streamlit's own, smaller limit."""
-
-DEFAULT_MAX_PIXELS = 50_000_000
-"""Largest image accepted (50 megapixels: a 48 MP phone photo fits, a bomb does not)."""
+from cnncompare.gradcam import grad_cam
+from cnncompare.runtime import main_logits
+from cnncompare.uploads import small_copy
 
 # Ink polarity, as cnncompare.data names it for each dataset.
 LIGHT_ON_DARK = "light-on-dark"  # digits, MNIST, Fashion-MNIST
@@ -54,265 +34,6 @@ INKS = (LIGHT_ON_DARK, DARK_ON_LIGHT, NATURAL)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-IMAGENET_MODELS: tuple[str, ...] = (
-    "alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "densenet121",
-)
-"""torchvision networks offered with ImageNet-pretrained weights."""
-
-
-class ImageError(ValueError):
-    """An upload that is not a usable image. ``str(err)`` is a message meant for people."""
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights that are neither in the torch cache nor downloadable now."""
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """An upload turned into 8-bit RGB, upright, with what was done to get there."""
-
-    image: Image.Image  # mode "RGB"
-    format: str  # "PNG", "JPEG", ...
-    mode: str  # the file's own pixel mode ("P", "CMYK", "I;16", ...)
-    frames: int  # frames in the file; only the first is used
-    notes: tuple[str, ...] = ()  # conversions worth telling the user about
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) after the EXIF orientation was applied."""
-        return self.image.size
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:.1f} MB"
-
-
-def _what_text_is_this(data: bytes) -> str | None:
-    """A name for bytes that are text (SVG, HTML, ...), or None if they do not look like text."""
-    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if b"<svg" in head or (head.startswith(b"<?xml") and b"svg" in head):
-        return "an SVG drawing (vector graphics): export it as PNG first"
-    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head[:512]:
-        return "an HTML page, not an image"
-    if head.startswith((b"<?xml", b"<")):
-        return "an XML or markup document, not an image"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
-    return "a text file, not an image" if head and printable / len(head) > 0.95 else None
-
-
-def _accepted() -> str:
-    return "PNG, JPEG, WebP, BMP or GIF"
-
-
-_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "PNG"), (b"\xff\xd8\xff", 0, "JPEG"), (b"GIF87a", 0, "GIF"),
-    (b"GIF89a", 0, "GIF"), (b"WEBP", 8, "WebP"), (b"BM", 0, "BMP"), (b"II*\x00", 0, "TIFF"),
-    (b"MM\x00*", 0, "TIFF"), (b"%PDF", 0, "PDF"), (b"\x00\x00\x01\x00", 0, "ICO"),
-    (b"ftyphei", 4, "HEIC (an iPhone photo? export it as JPEG)"), (b"ftypmif1", 4, "HEIF"),
-    (b"ftypavif", 4, "AVIF"),
-)
-
-
-def _magic_format(data: bytes) -> str | None:
-    """The format a file's first bytes announce, if they announce one we know."""
-    for magic, offset, name in _MAGIC:
-        if data[offset:offset + len(magic)] == magic:
-            return name
-    return None
-
-
-def _unidentified(data: bytes) -> ImageError:
-    """The clearest refusal for bytes that no accepted Pillow plugin would open."""
-    fmt = _magic_format(data)
-    if fmt in ("PNG", "JPEG", "GIF", "WebP", "BMP"):
-        return ImageError(f"This file starts like a {fmt} image but its header is damaged "
-                          "or incomplete, so it could not be read.")
-    if fmt:
-        return ImageError(f"This is a {fmt} file; upload a {_accepted()} image instead.")
-    what = _what_text_is_this(data)
-    if what:
-        return ImageError(f"This file is {what}. Upload a {_accepted()} image.")
-    return ImageError(f"This file is not a {_accepted()} image (its contents are not one of "
-                      "these formats, whatever its name says).")
-
-
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """``Image.open`` (header only) with the bomb checks; raises :class:`ImageError`."""
-    with warnings.catch_warnings():
-        # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both refuse here.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data), formats=list(FORMATS))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise ImageError(
-                "The image claims more pixels than can be decoded safely "
-                f"(a decompression bomb?): {err}"
-            ) from None
-        except UnidentifiedImageError:
-            raise _unidentified(data) from None
-        except Exception as err:  # noqa: BLE001 - hostile bytes can break any parser
-            raise ImageError(f"The image header could not be read ({err}).") from None
-    width, height = img.size
-    if width < 1 or height < 1:
-        raise ImageError(f"The image has no pixels ({width}x{height}).")
-    if width * height > max_pixels:
-        raise ImageError(
-            f"The image is {width:,}x{height:,} pixels ({width * height / 1e6:,.0f} megapixels); "
-            f"the limit is {max_pixels / 1e6:,.0f} megapixels. Scale it down and upload again."
-        )
-    return img
-
-
-def _load_pixels(img: Image.Image) -> None:
-    """Decode the first frame; a damaged file raises :class:`ImageError`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img.seek(0)
-            img.load()
-        except MemoryError:
-            raise ImageError("The image is too large to decode in memory.") from None
-        except Exception as err:  # noqa: BLE001 - truncated or corrupt data, any plugin
-            raise ImageError(
-                f"The image data is damaged or incomplete ({err or type(err).__name__})."
-            ) from None
-
-
-def _scale_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
-    """Deep pixels to uint8. 16-bit modes map 0..65535 to 0..255; for 32-bit "I" and float
-    "F" (whose range the file does not say) the peak decides: 1.0, 255 or 65535."""
-    is_float = arr.dtype.kind == "f"
-    arr = np.nan_to_num(arr.astype(np.float32))
-    peak = float(arr.max()) if arr.size else 0.0
-    if mode.startswith("I;16") or peak > 255:
-        top = 65535.0
-    elif is_float and peak <= 1.0:
-        top = 1.0
-    else:
-        top = 255.0
-    return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def _reduced(img: Image.Image, side: int = 256) -> Image.Image:
-    """A copy at most ``side`` pixels on its longer side (box-averaged): for statistics."""
-    w, h = img.size
-    if max(w, h) <= side:
-        return img
-    k = side / max(w, h)
-    return img.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BOX)
-
-
-def _composite(rgba: Image.Image) -> tuple[Image.Image, str]:
-    """Flatten transparency on a background that contrasts with the visible pixels.
-
-    Dark strokes on a transparent canvas go on white; light strokes go on black.
-    """
-    if rgba.getchannel("A").getextrema()[0] == 255:
-        return rgba.convert("RGB"), ""
-    small = np.asarray(_reduced(rgba), dtype=np.float32) / 255.0
-    alpha = small[..., 3]
-    luma = small[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    weight = float(alpha.sum())
-    visible = float((luma * alpha).sum() / weight) if weight > 0 else 0.0
-    bg = (0, 0, 0) if visible > 0.5 else (255, 255, 255)
-    base = Image.new("RGB", rgba.size, bg)
-    base.paste(rgba, mask=rgba.getchannel("A"))
-    return base, f"transparency flattened on {'black' if bg == (0, 0, 0) else 'white'}"
-
-
-def to_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
-    """Any Pillow mode to 8-bit RGB, with notes on the conversions that change what one sees."""
-    notes: list[str] = []
-    mode = img.mode
-    if mode.startswith("I") or mode == "F":
-        notes.append(f"{'16-bit' if mode.startswith('I;16') else mode + '-mode'} pixels "
-                     "scaled to 8 bit")
-        return Image.fromarray(_scale_to_8bit(np.asarray(img), mode), "L").convert("RGB"), notes
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if has_alpha:
-        flat, note = _composite(img.convert("RGBA"))
-        if note:
-            notes.append(note)
-        return flat, notes
-    if mode == "CMYK":
-        notes.append("CMYK converted to RGB")
-    try:
-        return img.convert("RGB"), notes
-    except (ValueError, OSError) as err:
-        raise ImageError(f"Pixels in mode {mode!r} cannot be converted to RGB ({err}).") from None
-
-
-def decode_image(
-    data: bytes | bytearray | memoryview,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> DecodedImage:
-    """Decode an upload safely into an upright 8-bit RGB image (a GIF's first frame).
-
-    Order of the checks: byte size, then the header (format, pixel count, Pillow's own
-    decompression-bomb guard), and only then the pixels. Raises :class:`ImageError` for
-    an empty, oversized, truncated, corrupt or non-image file.
-    """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if not data:
-        raise ImageError("The file is empty (0 bytes).")
-    if len(data) > max_bytes:
-        raise ImageError(f"The file is {len(data):,} bytes ({_mib(len(data))}), over the "
-                         f"limit of {max_bytes:,} bytes ({_mib(max_bytes)}).")
-    img = _open_checked(data, max_pixels)
-    fmt, mode = img.format or "?", img.mode
-    notes: list[str] = []
-    try:
-        frames = int(getattr(img, "n_frames", 1) or 1)
-    except Exception:  # noqa: BLE001 - a damaged later frame; the first may be fine
-        frames = 1
-        notes.append("later frames unreadable")
-    _load_pixels(img)
-    if frames > 1:
-        notes.append(f"{frames} frames: the first one is used")
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-        upright = ImageOps.exif_transpose(img)
-    except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the picture
-        orientation, upright = 1, img
-        notes.append("EXIF orientation unreadable: shown as stored")
-    if orientation not in (None, 1):
-        notes.append(f"EXIF orientation {orientation} applied")
-    try:
-        rgb, more = to_rgb(upright)
-    except ImageError:
-        raise
-    except MemoryError:
-        raise ImageError("The image is too large to convert in memory.") from None
-    except Exception as err:  # noqa: BLE001 - e.g. a palette that does not parse
-        raise ImageError(f"The image's pixels could not be converted to RGB ({err}).") from None
-    return DecodedImage(image=rgb, format=fmt, mode=mode, frames=frames,
-                        notes=tuple(notes + more))
-
-
-def read_image_file(path: str | Path, **bounds: int) -> DecodedImage:
-    """:func:`decode_image` on a file's bytes (a sample image, say)."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > bounds.get("max_bytes", DEFAULT_MAX_BYTES):
-            raise ImageError(f"{path.name} is {_mib(size)}, over the limit.")
-        data = path.read_bytes()
-    except OSError as err:
-        raise ImageError(f"{path.name} cannot be read ({err.strerror or err}).") from None
-    return decode_image(data, **bounds)
 
 
 # ----------------------------------------------------------------------- preprocessing
@@ -382,7 +103,7 @@ def border_brightness(gray: np.ndarray) -> float:
 
 def looks_dark_on_light(image: Image.Image) -> bool:
     """True when the background (the border) is bright: dark ink on light paper."""
-    gray = np.asarray(_reduced(image.convert("L")), dtype=np.float32) / 255.0
+    gray = np.asarray(small_copy(image.convert("L")), dtype=np.float32) / 255.0
     return border_brightness(gray) > 0.5
 
 
@@ -403,7 +124,7 @@ def _geometry(img: Image.Image, spec: InputSpec) -> Image.Image:
             return img.resize((size, size), bilinear)
         k = size / max(w, h)
         inner = img.resize((max(1, round(w * k)), max(1, round(h * k))), bilinear)
-        small = np.asarray(_reduced(img).convert("RGB"), dtype=np.float32) / 255.0
+        small = np.asarray(small_copy(img).convert("RGB"), dtype=np.float32) / 255.0
         fill = tuple(int(round(border_brightness(small[..., c]) * 255)) for c in range(3))
         canvas = Image.new(img.mode, (size, size), fill[0] if img.mode == "L" else fill)
         canvas.paste(inner, ((size - inner.width) // 2, (size - inner.height) // 2))
@@ -454,161 +175,6 @@ def spec_from_meta(meta: Mapping[str, Any]) -> InputSpec:
     std = tuple(float(v) for v in np.atleast_1d(meta.get("std", (0.5,) * channels)))
     return InputSpec(in_channels=channels, input_size=int(meta.get("input_size", 28)),
                      mean=mean, std=std, resize="crop" if ink == NATURAL else "pad", ink=ink)
-
-
-# ---------------------------------------------------------------------------- Grad-CAM
-
-# Modules that never hold a "stage output": global pooling, no-ops, element-wise activations.
-_NOT_A_STAGE: tuple[type[nn.Module], ...] = (
-    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Identity, nn.Flatten, nn.Dropout,
-    nn.Dropout2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid,
-    nn.Tanh, nn.Hardswish, nn.Mish,
-)
-
-
-def _first_tensor(out: Any) -> Tensor | None:
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    return None
-
-
-def _trace_maps(model: nn.Module, x: Tensor, only: str | None = None
-                ) -> tuple[Tensor, list[tuple[str, Tensor]]]:
-    """Run ``model(x)`` recording every named module's 4-D output, in completion order."""
-    records: list[tuple[str, Tensor]] = []
-
-    def hook(name: str):
-        def record(_module: nn.Module, _inp: Any, out: Any) -> None:
-            t = out if isinstance(out, Tensor) else None
-            if t is not None and t.dim() == 4:
-                records.append((name, t))
-        return record
-
-    handles = []
-    for name, module in model.named_modules():
-        if not name or (only is None and isinstance(module, _NOT_A_STAGE)):
-            continue
-        if only is None or name == only:
-            handles.append(module.register_forward_hook(hook(name)))
-    try:
-        logits = _first_tensor(model(x))
-    finally:
-        for h in handles:
-            h.remove()
-    if logits is None:
-        raise TypeError("the model returned no tensor")
-    return logits, records
-
-
-def _pick_stage(records: Sequence[tuple[str, Tensor]]) -> tuple[str, Tensor] | None:
-    """The last 4-D map with more than one pixel (the last conv stage); else the last one."""
-    for name, t in reversed(records):
-        if t.shape[-1] * t.shape[-2] > 1:
-            return name, t
-    return records[-1] if records else None
-
-
-def cam_layer(model: nn.Module, x: Tensor) -> str | None:
-    """The module Grad-CAM looks at: the rule :func:`grad_cam` uses, for display and tests.
-
-    Rule: among the named submodules that are not global pooling, dropout, identity,
-    flatten or an element-wise activation, the one whose 4-D output (N, C, H, W) with
-    H x W > 1 is produced *last* in the forward pass. Containers finish after their
-    children, so this is a whole stage: ResNet's ``layer4``, VGG's and AlexNet's and
-    DenseNet's ``features``, GoogLeNet's ``inception5b``, NiN's ``block4``, LeNet's
-    ``pool2``. None for a network without 4-D maps.
-    """
-    with torch.no_grad():
-        _, records = _trace_maps(model, x)
-    picked = _pick_stage(records)
-    return picked[0] if picked else None
-
-
-@dataclass(frozen=True)
-class CamResult:
-    """A Grad-CAM map at the input's resolution, values in [0, 1]."""
-
-    map: np.ndarray  # (H, W) float32
-    layer: str
-    target: int
-    logits: Tensor  # (1, num_classes), from the same pass
-
-
-def grad_cam(model: nn.Module, x: Tensor, target: int | None = None,
-             layer: str | None = None) -> CamResult | None:
-    """Grad-CAM for class ``target`` (default: the top class) of ``model`` on ``x`` (1, C, H, W).
-
-    The weights of the feature map's channels are the spatial means of the class score's
-    gradient; their weighted sum, passed through ReLU, is upsampled (bilinear) to the
-    input's size and min-max scaled to [0, 1] (a map that is flat everywhere becomes all
-    zeros: no evidence anywhere). ``layer`` names the module; by default the rule of
-    :func:`cam_layer` chooses. Returns None when the network has no 4-D feature map.
-    """
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"expected one image (1, C, H, W), got {tuple(x.shape)}")
-    if layer is not None and layer not in dict(model.named_modules()):
-        raise ValueError(f"the model has no module named {layer!r}")
-    with torch.enable_grad():
-        # An input that requires grad keeps the graph even where the weights are frozen.
-        xg = x.detach().clone().requires_grad_(True)
-        logits, records = _trace_maps(model, xg, only=layer)
-        picked = _pick_stage(records)
-        if picked is None:
-            return None
-        name, act = picked
-        if target is None:
-            target = int(logits[0].argmax())
-        if not 0 <= target < logits.shape[1]:
-            raise ValueError(f"target class {target} outside 0..{logits.shape[1] - 1}")
-        (grads,) = torch.autograd.grad(logits[0, target], act)
-    with torch.no_grad():
-        weights = grads.mean(dim=(2, 3), keepdim=True)
-        cam = torch.relu((weights * act.detach()).sum(dim=1, keepdim=True))
-        cam = nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear",
-                                        align_corners=False)[0, 0]
-        cam = cam - cam.min()
-        peak = float(cam.max())
-        cam = cam / peak if peak > 0 else torch.zeros_like(cam)
-        out = cam.clamp_(0, 1).float().cpu().numpy()
-    return CamResult(map=out, layer=name, target=target, logits=logits.detach())
-
-
-# Anchors of a perceptually ordered colour map (dark blue -> cyan -> yellow -> red).
-_CMAP = np.array([[48, 18, 59], [70, 131, 249], [27, 229, 181], [164, 252, 60],
-                  [250, 186, 57], [228, 70, 10], [122, 4, 3]], dtype=np.float32)
-
-
-def colorize(cam: np.ndarray) -> np.ndarray:
-    """A (H, W) map in [0, 1] as an (H, W, 3) uint8 heat map."""
-    pos = np.linspace(0.0, 1.0, len(_CMAP))
-    v = np.clip(np.nan_to_num(cam.astype(np.float32)), 0, 1)
-    rgb = np.stack([np.interp(v, pos, _CMAP[:, c]) for c in range(3)], axis=-1)
-    return rgb.astype(np.uint8)
-
-
-def overlay(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
-    """``image`` (any mode, any size) blended with the heat map of ``cam``; RGB out."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    base = image.convert("RGB")
-    resized = Image.fromarray(cam.astype(np.float32), "F").resize(base.size,
-                                                                 Image.Resampling.BILINEAR)
-    heat = colorize(np.asarray(resized))
-    mixed = (1 - alpha) * np.asarray(base, dtype=np.float32) + alpha * heat.astype(np.float32)
-    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8), "RGB")
-
-
-def preview(image: Image.Image, max_side: int = 480) -> Image.Image:
-    """A copy for display, at most ``max_side`` on its longer side and at least 1 px on the
-    shorter (a 100000x1 strip stays drawable; browsers and JPEG stop at 65,535)."""
-    w, h = image.size
-    if max(w, h) <= max_side:
-        return image
-    k = max_side / max(w, h)
-    return image.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BILINEAR)
-
 
 def enlarge(image: Image.Image, min_side: int = 224) -> Image.Image:
     """Nearest-neighbour upscaling, so a 28 px input is visible pixel for pixel."""
@@ -698,12 +264,10 @@ def _predict(clf: Classifier, image: Image.Image, k: int, invert: bool | None,
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     with torch.inference_mode():
-        logits = _first_tensor(model(x))
+        logits = main_logits(model(x))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = (time.perf_counter() - start) * 1000.0
-    if logits is None:
-        raise TypeError(f"{clf.name} returned no tensor")
     probs = torch.softmax(logits[0].float(), dim=0)
     if len(clf.class_names) != probs.numel():
         raise ValueError(f"{clf.name} has {probs.numel()} outputs but "
@@ -748,112 +312,12 @@ def from_run(store: Any, run_id: str, device: str = "cpu", label: str | None = N
     store (unknown run, no finished epoch, damaged checkpoint) passes through.
     """
     model, record = store.load_model(run_id, device=device)
-    meta = record.get("data_meta") or {}
+    meta = record.data_meta
     names = meta.get("class_names") or []
-    dataset = str(meta.get("dataset", record.get("dataset", "")))
-    arch = str(record.get("model", ""))
+    dataset = str(meta.get("dataset", record.dataset))
+    arch = record.model
     return Classifier(name=label or arch or run_id, module=model.eval(),
                       class_names=tuple(map(str, names)), spec=spec_from_meta(meta), arch=arch,
                       source=f"run {run_id}", dataset=dataset,
-                      details={"run_id": run_id, "test_acc": record.get("test_acc"),
-                               "epochs_done": record.get("epochs_done")})
-
-
-# ------------------------------------------------------ models: torchvision ImageNet weights
-
-
-@dataclass(frozen=True)
-class PretrainedStatus:
-    """Where one network's ImageNet weights are (or would be) in the torch cache."""
-
-    name: str
-    weights: str  # the torchvision enum member, e.g. "IMAGENET1K_V1"
-    url: str
-    path: Path
-    cached: bool
-
-
-def _weight_choices(name: str) -> list[Any]:
-    from torchvision import models as tvm
-
-    if name not in IMAGENET_MODELS:
-        raise ValueError(f"no ImageNet weights offered for {name!r}; "
-                         f"choose from {', '.join(IMAGENET_MODELS)}")
-    enum = tvm.get_model_weights(name)
-    usable = [w for w in enum if w.meta.get("categories")]
-    default = enum.DEFAULT
-    return sorted(usable, key=lambda w: w is not default)  # the default first
-
-
-def checkpoint_dir() -> Path:
-    """torch's download cache for weights: ``torch.hub.get_dir()/checkpoints``."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def pretrained_status(name: str) -> PretrainedStatus:
-    """The weights :func:`load_pretrained` would use: a cached file if any, else the default."""
-    choices = _weight_choices(name)
-    folder = checkpoint_dir()
-    for w in choices:
-        path = folder / Path(w.url).name
-        if path.is_file():
-            return PretrainedStatus(name, w.name, w.url, path, True)
-    w = choices[0]
-    return PretrainedStatus(name, w.name, w.url, folder / Path(w.url).name, False)
-
-
-_DENSE_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
-)
-
-
-def load_pretrained(name: str, *, download: bool = False) -> Classifier:
-    """torchvision's ``name`` with its ImageNet weights, from the torch cache.
-
-    With ``download=True`` a missing file is fetched (hash-checked) into the cache first.
-    The file is read with ``weights_only=True``. Raises :class:`WeightsUnavailable` when
-    the weights are missing and cannot be fetched, or do not fit the network.
-    """
-    from torchvision import models as tvm
-
-    status = pretrained_status(name)
-    weights = getattr(tvm.get_model_weights(name), status.weights)
-    if not status.cached and not download:
-        raise WeightsUnavailable(
-            f"The ImageNet weights for {name} are not in the torch cache "
-            f"({status.path.parent}), and downloading is off."
-        )
-    try:
-        state = torch.hub.load_state_dict_from_url(
-            status.url, progress=False, check_hash=True, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - network, disk, hash or pickle trouble alike
-        verb = "read" if status.cached else "download"
-        raise WeightsUnavailable(
-            f"Could not {verb} the ImageNet weights for {name} ({status.url}): {err}"
-        ) from err
-    kwargs: dict[str, Any] = {}
-    if name == "googlenet":  # torchvision's own settings for its pretrained GoogLeNet
-        kwargs = {"aux_logits": True, "transform_input": True, "init_weights": False}
-    if name.startswith("densenet"):  # old checkpoint keys, renamed as torchvision does
-        state = {(_DENSE_KEY.sub(r"\1\2", k)): v for k, v in state.items()}
-    model = tvm.get_model(name, weights=None, **kwargs)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise WeightsUnavailable(
-            f"The cached file {status.path.name} does not fit torchvision's {name}: "
-            f"{str(err).splitlines()[0]}"
-        ) from err
-    if name == "googlenet":
-        model.aux_logits = False
-        model.aux1 = model.aux2 = None
-    tf = weights.transforms()
-    spec = InputSpec(in_channels=3, input_size=int(tf.crop_size[0]),
-                     mean=tuple(tf.mean), std=tuple(tf.std), resize="crop",
-                     resize_size=int(tf.resize_size[0]))
-    return Classifier(name=f"{name} (ImageNet)", module=model.eval(),
-                      class_names=tuple(weights.meta["categories"]), spec=spec, arch=name,
-                      source=f"torchvision {name} {status.weights}", dataset="imagenet",
-                      details={"weights": status.weights, "file": str(status.path),
-                               "acc@1": weights.meta.get("_metrics", {}).get(
-                                   "ImageNet-1K", {}).get("acc@1")})
+                      details={"run_id": run_id, "test_acc": record.test_acc,
+                               "epochs_done": record.epochs_done})

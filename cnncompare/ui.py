@@ -214,7 +214,7 @@ def run_classifier(run_id: str, home: str, updated_at: str, label: str):
     ``home`` and ``updated_at`` are part of the key: another results home, or a run
     trained further, loads afresh.
     """
-    from cnncompare import classify, store
+    from cnncompare import classify, store  # torch: imported when a page first classifies
 
     return classify.from_run(store.ResultsStore(home), run_id, label=label)
 
@@ -223,11 +223,11 @@ def run_classifier(run_id: str, home: str, updated_at: str, label: str):
 def pretrained_classifier(name: str, torch_dir: str, download: bool = False):
     """torchvision's ``name`` with ImageNet weights from the torch cache ``torch_dir``.
 
-    Raises ``classify.WeightsUnavailable`` (never cached) when they are not there.
+    Raises ``pretrained.WeightsUnavailable`` (never cached) when they are not there.
     """
-    from cnncompare import classify
+    from cnncompare import pretrained  # torch: imported when a page first classifies
 
-    return classify.load_pretrained(name, download=download)
+    return pretrained.load_pretrained(name, download=download)
 
 
 def session_key() -> str:

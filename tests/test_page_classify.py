@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cnncompare import classify as C
+from cnncompare import pretrained
 from cnncompare.paths import SAMPLES_DIR
 from tests.conftest import REPO
 from tests.image_corpus import corpus
@@ -120,7 +120,7 @@ def test_offline_page_says_so_and_download_fails_politely(page_with_lenet, offli
 def test_cached_imagenet_network_beside_the_lenet(lenet_run, monkeypatch, offline_torch):
     from torchvision import models as tvm
 
-    path = C.pretrained_status("resnet18").path
+    path = pretrained.pretrained_status("resnet18").path
     path.parent.mkdir(parents=True)
     torch.save(tvm.resnet18().state_dict(), path)  # random weights, the real file's name
     monkeypatch.setenv("CNNCOMPARE_HOME", str(lenet_run[0]))

@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from cnncompare import classify as C
-from cnncompare import paths, plots, ui
+from cnncompare import gradcam, paths, plots, pretrained, ui, uploads
 from cnncompare.compare import run_labels
 from cnncompare.store import ResultsStore
 
@@ -82,14 +82,14 @@ else:
             help="Test accuracy in brackets; the best runs first.")
         chosen += [("run", r) for r in picked]
 
-torch_dir = C.checkpoint_dir()
-status = {n: C.pretrained_status(n) for n in C.IMAGENET_MODELS}
+torch_dir = pretrained.checkpoint_dir()
+status = {n: pretrained.pretrained_status(n) for n in pretrained.IMAGENET_MODELS}
 cached = [n for n, s in status.items() if s.cached]
 with st.expander("ImageNet-pretrained networks (torchvision)", expanded=bool(cached)):
     if cached:
         picked = st.multiselect("With ImageNet weights", cached, key="classify_imagenet")
         chosen += [("imagenet", n) for n in picked]
-    missing = [n for n in C.IMAGENET_MODELS if n not in cached]
+    missing = [n for n in pretrained.IMAGENET_MODELS if n not in cached]
     if missing:
         st.info(f"Not in the torch cache (`{torch_dir}`): {', '.join(missing)}. Without "
                 "internet access they cannot be fetched; the networks trained here work "
@@ -99,7 +99,7 @@ with st.expander("ImageNet-pretrained networks (torchvision)", expanded=bool(cac
             with st.spinner(f"Downloading {want}..."):
                 try:
                     ui.pretrained_classifier(want, str(torch_dir), download=True)
-                except C.WeightsUnavailable as err:
+                except pretrained.WeightsUnavailable as err:
                     st.warning(f"{err}. This machine seems to be offline.")
                 else:
                     st.rerun()
@@ -120,13 +120,13 @@ else:
 
 limit = int(st.get_option("server.maxUploadSize")) * 2**20
 try:
-    decoded = C.decode_image(data, max_bytes=limit)
-except C.ImageError as err:
+    decoded = uploads.decode_image(data, max_bytes=limit)
+except uploads.ImageError as err:
     st.error(f"**{name}** cannot be used: {err}", icon=":material/broken_image:")
     st.stop()
 
 # Shrunk here, not by st.image(width=...): Streamlit rounds a 100000x1 strip to 0 px high.
-st.image(C.preview(decoded.image, PREVIEW_SIDE), caption=f"{name}: {decoded.format}, "
+st.image(uploads.preview(decoded.image, PREVIEW_SIDE), caption=f"{name}: {decoded.format}, "
          f"{decoded.size[0]}x{decoded.size[1]}" + "".join(f"; {n}" for n in decoded.notes))
 if not chosen:
     st.info("Choose at least one network above.")
@@ -170,7 +170,7 @@ for start in range(0, len(predictions), COLUMNS_PER_ROW):
             captions = ["input as the network sees it" + (" (inverted)" if pred.inverted
                                                           else "")]
             if pred.saliency is not None:
-                images.insert(0, C.overlay(shown, pred.saliency))
+                images.insert(0, gradcam.overlay(shown, pred.saliency))
                 captions.insert(0, f"Grad-CAM on {pred.cam_layer}")
             st.image(images, caption=captions, width=150)
             st.caption(f"Prediction: {pred.time_ms:.1f} ms (one forward pass, batch 1, "

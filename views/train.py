@@ -1,11 +1,14 @@
 """Train: pick models, a dataset and a preset; train what is not stored yet."""
 
+import time
+
 import pandas as pd
 import streamlit as st
 
 from cnncompare import list_models, plots, ui
 from cnncompare.data import dataset_info, list_datasets
 from cnncompare.devices import DEVICE_CHOICES
+from cnncompare.formatting import duration
 from cnncompare.store import ResultsStore
 from cnncompare.train_config import OPTIMIZERS, PRESETS, plan_runs, run_status
 
@@ -18,6 +21,7 @@ st.caption(
 
 manager = ui.job_manager()
 store = ResultsStore()
+session = ui.session_key()
 
 models = st.multiselect("Models", list_models(), default=["lenet", "alexnet", "resnet18"])
 c1, c2, c3 = st.columns(3)
@@ -72,7 +76,7 @@ label = f"Train {len(missing)} run{'s' * (len(missing) != 1)}" if missing else "
 if st.button(label, type="primary", disabled=not missing or active is not None,
              icon=":material/play_arrow:", key="train"):
     try:
-        job = manager.start(missing, [c.model for c in missing], device=device,
+        job = manager.start(missing, [c.model for c in missing], owner=session, device=device,
                             data_root=data_root, download=download)
         st.session_state["watch_job"] = job.job_id
         active = job
@@ -92,25 +96,32 @@ def progress_panel() -> None:
         return
     snap = job.snapshot()
     st.subheader("Progress")
-    st.progress(snap.fraction, text=f"{snap.fraction:.0%} of the job")
+    left = f" · about {duration(snap.seconds_left)} left" if snap.seconds_left else ""
+    st.progress(snap.fraction, text=f"{snap.fraction:.0%} of the job{left}")
+    now = time.monotonic()
     for item in snap.items:
-        within = item.batch / item.batches if item.batches else 0.0
         text = f"**{item.label}** · {item.status}"
-        if item.epochs:
-            text += f" · epoch {item.epoch}/{item.epochs}"
+        if item.status == "running":
+            text += (f" · epoch {item.epoch}/{item.epochs}" if item.epoch
+                     else " · starting")
+            own = item.seconds_left(now)
+            if own is not None:
+                text += f" · about {duration(own)} left"
         if item.test_acc is not None:
             text += f" · test accuracy {item.test_acc:.1%}"
-        st.progress(within if item.status == "running" else
-                    (1.0 if item.status in ("done", "cached") else 0.0), text=text)
+        st.progress(item.fraction, text=text)
         if item.error:
             st.error(f"{item.label}: {item.error}", icon=":material/error:")
     if snap.history:
         curve = pd.DataFrame(snap.history)
         st.plotly_chart(plots.learning_curves(curve, y="test_acc", title="Test accuracy, live"),
                         key=f"live-{snap.job_id}")
-    if job.running:
-        st.button("Cancel", on_click=job.cancel, icon=":material/stop:", key="cancel",
+    if job.running and job.may_cancel(session, ui.is_local_visitor()):
+        st.button("Cancel", on_click=job.cancel, args=(session, ui.is_local_visitor()),
+                  icon=":material/stop:", key="cancel",
                   help="Stops after the batch in flight; finished epochs stay stored.")
+    elif job.running:
+        st.caption("Started by another visitor: only they can cancel it.")
     else:
         outcome = {"done": st.success, "cancelled": st.warning, "failed": st.error}
         outcome.get(snap.state, st.info)(

@@ -1,0 +1,904 @@
+"""Where each dataset's files are and how they are read: one source class per dataset.
+
+* :class:`DigitsSource`: scikit-learn's bundled 8x8 digits (1,797 images); offline.
+* :class:`IdxSource`: MNIST and Fashion-MNIST, the four IDX files (gzipped or not) of
+  torchvision's layout, or only the test pair (``t10k-*``), which is then split.
+* :class:`CifarSource`: CIFAR-10's python batches (``cifar-10-batches-py``).
+* :class:`ImageFolderSource`: a user's folder with one subfolder per class.
+
+Each source answers four questions: where its files are (:meth:`DatasetSource.locate`,
+giving a :class:`Source`), what they hold (:meth:`DatasetSource.read`, giving
+:class:`Pools` of uint8 images at native size), the default train/test sizes
+(:meth:`DatasetSource.default_sizes`) and how to describe a split for people
+(:meth:`DatasetSource.describe`). :mod:`cnncompare.data` turns pools into seeded,
+stratified splits; nothing here depends on it.
+
+Reading is bounded wherever the files come from: a data root can be confined to allowed
+folders (the app passes :func:`app_data_roots`; the CLI passes ``None``, any path), a
+folder walk stops at :data:`MAX_WALK_DEPTH` levels and :data:`MAX_WALK_ENTRIES` entries
+and never follows a symbolic link out of its root or into a loop, an IDX file is read only
+as far as its header says (so a ``.gz`` that expands to gigabytes is refused before it fills
+memory), CIFAR batches are unpickled by a loader that builds nothing but arrays, lists and
+strings, and an image folder's pictures are decoded at the size needed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import math
+import os
+import pickle
+import stat
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from cnncompare import paths
+from cnncompare.checks import unknown_name
+
+DEFAULT_DATA_ROOT = paths.DATA_DIR / "datasets"
+"""Where torchvision datasets are looked for (and downloaded to) when no root is given."""
+
+DATA_ROOTS_ENV = "CNNCOMPARE_DATA_ROOTS"
+"""Environment variable: extra folders (``os.pathsep``-separated) the app may read data from."""
+
+MAX_WALK_DEPTH = 8
+"""An image folder's files lie at most this many folders below its root (class = 1)."""
+MAX_WALK_ENTRIES = 200_000
+"""Directory entries an image-folder walk looks at before it gives up (bounds its time)."""
+MAX_FOLDER_IMAGES = 100_000
+"""Image files an image folder may hold."""
+MAX_IMAGE_PIXELS = 40_000_000
+"""A picture in an image folder larger than this (width x height) is skipped, not decoded."""
+MAX_DECODED_BYTES = 4 * 2**30
+"""Decoded pixels an image folder may produce at the requested size and channels."""
+MAX_IDX_BYTES = 256 * 2**20
+"""Largest IDX payload read (MNIST's training images are 47,040,000 bytes)."""
+MAX_PICKLE_BYTES = 64 * 2**20
+"""Largest CIFAR batch file read (each official one is about 31 MB)."""
+
+LIGHT_ON_DARK = "light-on-dark"
+DARK_ON_LIGHT = "dark-on-light"
+NATURAL = "natural"
+
+_DIGIT_NAMES = tuple(str(i) for i in range(10))
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+# How to get missing data, worded for each place a message is shown.
+_GET_IT = {
+    "cli": "Get it with --download on a machine with internet access (it is saved under "
+           "{root}), or point --data-root at a folder that holds it.",
+    "app": "Tick \u201cDownload if missing\u201d to fetch it when training starts (the server "
+           "needs internet access; it is saved under {root}), or enter in \u201cData "
+           "root\u201d a folder that holds it.",
+}
+_REPLACE_IT = {
+    "cli": "Delete them and get them again with --download, or point --data-root at another "
+           "folder.",
+    "app": "Delete them and tick \u201cDownload if missing\u201d, or enter another folder in "
+           "\u201cData root\u201d.",
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are missing, unreadable, or outside the folders allowed.
+
+    ``str(error)`` is the command line's wording (it names ``--data-root`` and
+    ``--download``); :attr:`app_message` says the same with the Train page's fields
+    ("Data root", "Download if missing"). :meth:`message` picks one by audience.
+    """
+
+    def __init__(self, cli_message: str, app_message: str | None = None) -> None:
+        super().__init__(cli_message)
+        self.cli_message = cli_message
+        self.app_message = cli_message if app_message is None else app_message
+
+    def message(self, audience: str = "cli") -> str:
+        """The wording for ``audience``: ``"cli"`` (flags) or ``"app"`` (page fields)."""
+        return self.app_message if audience == "app" else self.cli_message
+
+
+def _not_found(first: str, how: dict[str, str], **fields: Any) -> DatasetNotFoundError:
+    """An error whose first sentence is shared and whose second tells each audience what
+    to do; ``fields`` fill the named placeholders of both."""
+    return DatasetNotFoundError(*(f"{first} {how[a].format(**fields)}" for a in ("cli", "app")))
+
+
+class UnreadableImagesWarning(UserWarning):
+    """Some files of an image folder could not be decoded and were skipped."""
+
+    def __init__(self, message: str, count: int, examples: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.count = count
+        self.examples = examples
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset, known without reading any file."""
+
+    name: str
+    title: str
+    in_channels: int  # native channel count
+    input_size: int  # default side length of the images we hand out
+    ink: str  # LIGHT_ON_DARK, DARK_ON_LIGHT or NATURAL
+    class_names: tuple[str, ...] | None  # None: read from the folder
+    needs_root: bool  # False only for the bundled digits
+    description: str = ""
+    downloadable: bool = False  # torchvision can fetch it
+
+
+@dataclass(frozen=True)
+class Source:
+    """A located dataset: which files, and a fingerprint of what they hold.
+
+    ``fingerprint`` enters the run key, so that two different image folders (or a full
+    MNIST root and one holding only its test split) never share cached results, while the
+    root's path itself does not matter. ``present`` is False for a dataset that is missing
+    but will be downloaded to ``location`` when it is first read. ``counts`` are the images
+    per split where they are known without decoding (``{"train", "test"}`` or ``{"pool"}``).
+    """
+
+    name: str
+    variant: str
+    location: str
+    fingerprint: str
+    files: tuple[tuple[str, str], ...] = ()
+    counts: tuple[tuple[str, int], ...] = ()
+    present: bool = True
+    classes: tuple[str, ...] = ()
+    samples: tuple[tuple[str, int], ...] = field(default=(), compare=False, hash=False,
+                                                 repr=False)
+
+    def file(self, key: str) -> str:
+        return dict(self.files)[key]
+
+
+class Pool(NamedTuple):
+    """Every image of one split at native size: ``x`` uint8 ``N x C x H x W``, ``y`` int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+class Pools(NamedTuple):
+    """What a source holds: the train split (or the only pool), the test split (None when
+    the source has one pool to split), class names, and files skipped as unreadable."""
+
+    train: Pool
+    test: Pool | None
+    classes: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------
+# Roots: which folders may be read, and bounded looks inside them
+
+
+def app_data_roots() -> tuple[Path, ...]:
+    """The folders the app may read datasets from: the results home, the project's
+    ``data/`` folder, and every folder named in ``$CNNCOMPARE_DATA_ROOTS``
+    (``os.pathsep``-separated), each resolved to its real path."""
+    named = [paths.home(), paths.DATA_DIR]
+    named += [Path(p).expanduser() for p in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep)
+              if p.strip()]
+    out: list[Path] = []
+    for p in named:
+        real = Path(os.path.realpath(p))
+        if real not in out:
+            out.append(real)
+    return tuple(out)
+
+
+def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path``'s real location (links followed) lies in ``folder``'s."""
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def not_allowed_error(root: str | os.PathLike) -> DatasetNotFoundError:
+    """The one message for a data root that does not exist or may not be read here: it
+    does not say which, so the app reveals nothing about the server's files."""
+    return DatasetNotFoundError(
+        f"The data root {os.fspath(root)} was not found or is not allowed. Data roots must "
+        f"be inside one of the folders this server allows (the results home, the project's "
+        f"data folder, or one named in {DATA_ROOTS_ENV})."
+    )
+
+
+def _data_root(src: DatasetSource, root: str | os.PathLike | None, download: bool,
+               allowed_roots: Sequence[str | os.PathLike] | None) -> Path:
+    """The real path of the folder to look in; checks it against ``allowed_roots``."""
+    if root is None or not str(root).strip():
+        if src.default_root is None:
+            raise src.root_needed()
+        return src.default_root
+    try:
+        base = Path(os.path.realpath(Path(root).expanduser()))
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a loop, a name too long
+        raise not_allowed_error(root) from None
+    if allowed_roots is not None:
+        allowed = any(_inside(base, a) for a in allowed_roots)
+        exists = base.is_dir() or (download and src.info.downloadable and not base.exists())
+        if not (allowed and exists):
+            raise not_allowed_error(root)
+    return base
+
+
+def _regular_file(path: Path, confine: Sequence[str | os.PathLike] | None) -> bool:
+    """A regular file (links followed) that, when ``confine`` is given, lies inside one
+    of those folders."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+    except (OSError, ValueError):
+        return False
+    return confine is None or any(_inside(path, folder) for folder in confine)
+
+
+@dataclass
+class _Walk:
+    """The state of one bounded image-folder walk."""
+
+    root: str
+    entries: int = 0
+    images: int = 0
+    seen_dirs: set[tuple[int, int]] = field(default_factory=set)
+
+
+def walk_image_folder(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int, int, int]]]:
+    """Class names (the visible subfolders of ``root``, sorted) and every image file below
+    them as ``(path, class index, size, mtime_ns)``, in torchvision's ImageFolder order.
+
+    Bounded: at most :data:`MAX_WALK_DEPTH` levels, :data:`MAX_WALK_ENTRIES` entries looked
+    at and :data:`MAX_FOLDER_IMAGES` images, else ``ValueError``. A symbolic link is
+    followed only to a target inside ``root``, and a folder is never entered twice, so
+    links cannot lead out of the root or into a loop. Hidden names (``.git``) are skipped.
+    """
+    w = _Walk(str(root))
+    top = _scan(w, w.root, depth=0)
+    classes = tuple(sorted(name for name, kind, _ in top if kind == "dir"))
+    samples: list[tuple[str, int, int, int]] = []
+    empty = []
+    for label, name in enumerate(classes):
+        found = _collect(w, os.path.join(w.root, name), label, depth=1)
+        if not found:
+            empty.append(name)
+        samples += found
+    # torchvision's order: by class, then folder path, then file name
+    samples.sort(key=lambda s: (s[1], os.path.dirname(s[0]), os.path.basename(s[0])))
+    if empty:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise ValueError(f"Class folder(s) {shown} in {root} hold no images "
+                         f"({', '.join(_IMAGE_EXTENSIONS)}).")
+    return classes, samples
+
+
+def _scan(w: _Walk, folder: str, depth: int) -> list[tuple[str, str, os.stat_result]]:
+    """The visible entries of ``folder`` as ``(name, "dir" | "file", stat)``, links
+    resolved inside the root only; special files and unreadable entries are left out."""
+    if depth > MAX_WALK_DEPTH:
+        raise ValueError(f"Image folder {w.root} has folders nested more than {MAX_WALK_DEPTH} "
+                         f"levels deep; an image folder holds one subfolder of images per "
+                         f"class.")
+    try:
+        info = os.stat(folder)
+        if (info.st_dev, info.st_ino) in w.seen_dirs:
+            return []  # reached again through a link: already walked
+        w.seen_dirs.add((info.st_dev, info.st_ino))
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return []  # unreadable or vanished: nothing to take from it
+    out = []
+    for entry in entries:
+        w.entries += 1
+        if w.entries > MAX_WALK_ENTRIES:
+            raise ValueError(f"Image folder {w.root} holds more than {MAX_WALK_ENTRIES:,} "
+                             f"files and folders; choose the folder of one dataset.")
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_symlink() and not _inside(entry.path, w.root):
+                continue
+            st = entry.stat()  # follows a link (now known to stay inside)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            out.append((entry.name, "dir", st))
+        elif stat.S_ISREG(st.st_mode):
+            out.append((entry.name, "file", st))
+    return out
+
+
+def _collect(w: _Walk, folder: str, label: int, depth: int) -> list[tuple[str, int, int, int]]:
+    found: list[tuple[str, int, int, int]] = []
+    subfolders = []
+    for name, kind, st in _scan(w, folder, depth):
+        path = os.path.join(folder, name)
+        if kind == "dir":
+            subfolders.append(path)
+        elif name.lower().endswith(_IMAGE_EXTENSIONS):
+            w.images += 1
+            if w.images > MAX_FOLDER_IMAGES:
+                raise ValueError(f"Image folder {w.root} holds more than "
+                                 f"{MAX_FOLDER_IMAGES:,} images.")
+            found.append((path, label, st.st_size, st.st_mtime_ns))
+    for sub in subfolders:
+        found += _collect(w, sub, label, depth + 1)
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# Bounded readers
+
+
+def idx_header(path: str | os.PathLike) -> tuple[int, ...]:
+    """The dimensions an IDX file (gzipped or not) declares, read from its first bytes.
+
+    ``ValueError`` unless it holds unsigned bytes (type 0x08) in 1 to 3 dimensions and its
+    payload is at most :data:`MAX_IDX_BYTES`.
+    """
+    with _open_idx(path) as f:
+        return _read_header(f, path)
+
+
+def _open_idx(path: str | os.PathLike):
+    return gzip.open(path, "rb") if os.fspath(path).endswith(".gz") else open(path, "rb")
+
+
+def _read_header(f, path) -> tuple[int, ...]:
+    head = f.read(4)
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 0x08 or not 1 <= head[3] <= 3:
+        raise ValueError(f"{os.path.basename(path)} is not an IDX file of unsigned bytes")
+    raw = f.read(4 * head[3])
+    if len(raw) < 4 * head[3]:
+        raise ValueError(f"{os.path.basename(path)} ends inside its header")
+    dims = tuple(int.from_bytes(raw[i:i + 4], "big") for i in range(0, len(raw), 4))
+    if math.prod(dims) > MAX_IDX_BYTES:
+        raise ValueError(f"{os.path.basename(path)} declares {math.prod(dims):,} bytes, more "
+                         f"than the {MAX_IDX_BYTES:,} this reader accepts")
+    return dims
+
+
+def read_idx(path: str | os.PathLike) -> torch.Tensor:
+    """An IDX file's array as a uint8 tensor, decompressing no more than its header
+    declares plus one byte (a file longer or shorter than declared is refused)."""
+    with _open_idx(path) as f:
+        dims = _read_header(f, path)
+        size = math.prod(dims)
+        payload = f.read(size)
+        if len(payload) < size:
+            raise ValueError(f"{os.path.basename(path)} is cut short: {len(payload):,} of "
+                             f"{size:,} bytes")
+        if f.read(1):
+            raise ValueError(f"{os.path.basename(path)} is longer than its header declares")
+    return torch.from_numpy(np.frombuffer(payload, dtype=np.uint8).reshape(dims).copy())
+
+
+class _PickledDtype:
+    """Stands in for ``numpy.dtype`` while a CIFAR batch is unpickled: keeps the type code
+    and ignores the rest of the pickled state (numpy would trust its flags)."""
+
+    def __init__(self, code: Any = None, *_: Any) -> None:
+        self.code = code
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _PickledArray:
+    """Stands in for numpy's array rebuilder while a CIFAR batch is unpickled: keeps the
+    pickled shape, dtype and bytes, and builds an array afterwards only from uint8 data
+    whose size matches its shape. numpy itself never sees the pickled state."""
+
+    def __init__(self, *_: Any) -> None:
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def array(self) -> np.ndarray | None:
+        state = getattr(self, "state", None)
+        if not (isinstance(state, tuple) and len(state) == 5):
+            return None
+        _, shape, dtype, fortran, raw = state
+        if isinstance(raw, str):
+            raw = raw.encode("latin1")  # a Python 2 pickle's str, read as latin-1
+        if getattr(dtype, "code", None) not in ("u1", "|u1", "uint8") \
+                or not isinstance(raw, (bytes, bytearray)) or not isinstance(shape, tuple) \
+                or not all(isinstance(n, int) and n >= 0 for n in shape) \
+                or math.prod(shape) != len(raw):
+            return None
+        order = "F" if fortran else "C"
+        return np.frombuffer(bytes(raw), dtype=np.uint8).reshape(shape, order=order)
+
+
+def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 2 pickles use it for bytes, and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refused a _codecs.encode call")
+    return text.encode("latin1")
+
+
+# The globals a CIFAR batch pickled with protocol 2 to 4 names: numpy's array rebuilder
+# (under its numpy 1 and numpy 2 module names), the array and dtype types, and the bytes
+# decoder of Python 2 pickles, each mapped to a harmless stand-in.
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _PickledArray,
+    ("numpy._core.multiarray", "_reconstruct"): _PickledArray,
+    ("numpy", "ndarray"): _PickledArray,
+    ("numpy", "dtype"): _PickledDtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class _ArrayUnpickler(pickle._Unpickler):  # noqa: SLF001 - see below
+    """Unpickles plain containers and the stand-ins above only: any other global
+    (``os.system``, ``builtins.eval``, numpy's own functions...) is refused before it is
+    looked up, so no code in the file runs and numpy never reads pickled state.
+
+    Built on the pure-Python unpickler: a damaged length field there ends in one
+    ``UnpicklingError``, where the C one allocates what the field says first.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _PICKLE_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}") from None
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch as ``(uint8 N x 3 x 32 x 32, int64 N)``, unpickled
+    safely (see :class:`_ArrayUnpickler`) from a file of at most :data:`MAX_PICKLE_BYTES`."""
+    name = os.path.basename(path)
+    if os.path.getsize(path) > MAX_PICKLE_BYTES:
+        raise ValueError(f"{name} is larger than a CIFAR-10 batch")
+    with open(path, "rb") as f:
+        blob = f.read()
+    try:
+        entry = _ArrayUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises nearly any type
+        raise ValueError(f"{name} is not a readable pickle ({exc})") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{name} does not hold a CIFAR-10 batch")
+    pickled, labels = entry.get("data"), entry.get("labels")
+    x = pickled.array() if isinstance(pickled, _PickledArray) else None
+    if x is None or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{name} holds no N x 3072 uint8 'data' array")
+    if not isinstance(labels, list) or len(labels) != len(x) \
+            or not all(type(v) is int and 0 <= v < 10 for v in labels):
+        raise ValueError(f"{name} needs one label in 0..9 per image")
+    return x.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# The sources
+
+
+class DatasetSource:
+    """One dataset: its facts (:attr:`info`) and how its files are found and read.
+
+    Subclasses implement :meth:`locate` and :meth:`read`; :meth:`default_sizes` and
+    :meth:`describe` work from what a located source holds and may be overridden.
+    """
+
+    info: DatasetInfo
+    default_root: Path | None = DEFAULT_DATA_ROOT  # None: a root must be given
+    official_counts: dict[str, int] = {}  # what a download gives (digits: what it holds)
+    test_fraction = 0.2  # share of a single pool kept for test by default
+    reads_at_size = False  # True: read() decodes at the requested size (image folders)
+
+    def locate(self, base: Path, *, download: bool,
+               confine: Sequence[str | os.PathLike] | None) -> Source:
+        """The :class:`Source` in folder ``base`` (a planned download when it is absent
+        and ``download`` is set); :class:`DatasetNotFoundError` otherwise. With
+        ``confine``, a file is used only if its real path (links followed) lies inside
+        one of those folders."""
+        raise NotImplementedError
+
+    def root_needed(self) -> DatasetNotFoundError:
+        """The error for a dataset without a default root when none is given."""
+        return DatasetNotFoundError(f"{self.info.title} needs a data root.")
+
+    def read(self, source: Source, input_size: int, in_channels: int) -> Pools:
+        """Every image of a located source, at native size (image folders: at
+        ``input_size`` with ``in_channels``, decoded once)."""
+        raise NotImplementedError
+
+    def fetch(self, source: Source) -> Source:
+        """Download a planned source and locate it again."""
+        raise DatasetNotFoundError(f"{self.info.title} cannot be downloaded.")
+
+    def split_counts(self, source: Source, input_size: int, in_channels: int) -> dict[str, int]:
+        """Images per split: ``{"train": n, "test": m}`` or ``{"pool": n}``."""
+        if source.counts:
+            return dict(source.counts)
+        pools = read_pools(source, input_size, in_channels)
+        if pools.test is None:
+            return {"pool": len(pools.train.y)}
+        return {"train": len(pools.train.y), "test": len(pools.test.y)}
+
+    def default_sizes(self, counts: dict[str, int]) -> tuple[int, int]:
+        """Train and test sizes used when none are given: official splits in full; a single
+        pool split ``1 - test_fraction`` / ``test_fraction`` (digits: 1,437 / 360; MNIST's
+        test split alone: 8,000 / 2,000)."""
+        if "pool" in counts:
+            train = int(counts["pool"] * (1 - self.test_fraction))
+            return train, counts["pool"] - train
+        return counts["train"], counts["test"]
+
+    def describe(self, source: Source, train: int, val: int, test: int, one_pool: bool) -> str:
+        """Where a split of ``train`` images (``val`` of them held out for validation) and
+        ``test`` images came from, for people; ``one_pool``: all three come from one pool."""
+        title = self.info.title
+        if one_pool:
+            where = title if source.variant == "bundled" else f"{title} ({source.location})"
+            return (f"{where}: {train - val} train, {val} validation and {test} test images, "
+                    f"stratified")
+        return (f"{title} ({source.location}): {train - val} train and {val} validation images "
+                f"from the train split, {test} test images from the test split")
+
+
+class DigitsSource(DatasetSource):
+    info = DatasetInfo(
+        "digits", "scikit-learn digits", 1, 28, LIGHT_ON_DARK, _DIGIT_NAMES, False,
+        "1,797 handwritten 8x8 digits bundled with scikit-learn, upsampled; works offline.",
+    )
+    official_counts = {"pool": 1797}
+
+    def locate(self, base: Path, *, download: bool,
+               confine: Sequence[str | os.PathLike] | None) -> Source:
+        return Source("digits", "bundled", "scikit-learn", "digits:bundled",
+                      counts=tuple(self.official_counts.items()))
+
+    def read(self, source: Source, input_size: int, in_channels: int) -> Pools:
+        from sklearn.datasets import load_digits  # scikit-learn loads slowly: only when read
+
+        d = load_digits()
+        x = torch.from_numpy(np.rint(d.images * (255.0 / 16.0)).astype(np.uint8))
+        return Pools(Pool(x.unsqueeze(1), torch.from_numpy(d.target.astype(np.int64))), None,
+                     _DIGIT_NAMES)
+
+
+_IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+# What reading a damaged IDX file or gzip stream raises.
+_IDX_ERRORS = (OSError, EOFError, ValueError, zlib.error)
+
+
+class IdxSource(DatasetSource):
+    """MNIST-style IDX files in ``root/<Folder>/raw``, ``root/raw`` or ``root`` itself."""
+
+    official_counts = {"train": 60000, "test": 10000}
+
+    def __init__(self, info: DatasetInfo, torchvision_class: str) -> None:
+        self.info = info
+        # torchvision's class, which also names the folder it downloads to: MNIST, FashionMNIST
+        self.torchvision_class = torchvision_class
+
+    def _folders(self, base: Path) -> list[Path]:
+        return [base / self.torchvision_class / "raw", base / "raw", base]
+
+    def locate(self, base: Path, *, download: bool,
+               confine: Sequence[str | os.PathLike] | None) -> Source:
+        for folder in self._folders(base):
+            found = {key: self._find(folder, stem, confine) for key, stem in _IDX_FILES.items()}
+            if all(found.values()):
+                variant, keys = "official", list(_IDX_FILES)
+            elif found["test_images"] and found["test_labels"]:
+                variant, keys = "test-split", ["test_images", "test_labels"]
+            else:
+                continue
+            files = tuple((k, str(found[k])) for k in keys)
+            counts = self._counts(folder, dict(files))
+            if variant == "test-split":
+                counts = {"pool": counts["test"]}
+            return Source(self.info.name, variant, str(folder), f"{self.info.name}:{variant}",
+                          files, tuple(counts.items()))
+        if download:
+            return Source(self.info.name, "official", str(self._folders(base)[0]),
+                          f"{self.info.name}:official",
+                          counts=tuple(self.official_counts.items()), present=False)
+        where = ", ".join(str(f) for f in self._folders(base))
+        raise _not_found(
+            f"{self.info.title} not found: looked for {_IDX_FILES['train_images']}[.gz] and "
+            f"the other IDX files (or at least the test split, {_IDX_FILES['test_images']}[.gz] "
+            f"and {_IDX_FILES['test_labels']}[.gz]) in {where}.", _GET_IT, root=base)
+
+    @staticmethod
+    def _find(folder: Path, stem: str,
+              confine: Sequence[str | os.PathLike] | None) -> Path | None:
+        for candidate in (folder / stem, folder / f"{stem}.gz"):
+            if _regular_file(candidate, confine):
+                return candidate
+        return None
+
+    def _counts(self, folder: Path, files: dict[str, str]) -> dict[str, int]:
+        """Images per split from the headers alone; images and labels must agree."""
+        counts = {}
+        try:
+            for split in ("train", "test"):
+                if f"{split}_images" not in files:
+                    continue
+                images = idx_header(files[f"{split}_images"])
+                labels = idx_header(files[f"{split}_labels"])
+                if len(images) != 3 or len(labels) != 1 or images[0] != labels[0]:
+                    raise ValueError(f"the {split} files disagree: images {images}, "
+                                     f"labels {labels}")
+                counts[split] = images[0]
+        except _IDX_ERRORS as exc:
+            raise self._unreadable(folder, exc) from None
+        return counts
+
+    def _unreadable(self, folder: Path | str, exc: Exception) -> DatasetNotFoundError:
+        return _not_found(f"{self.info.title} files in {folder} are unreadable ({exc}).",
+                          _REPLACE_IT)
+
+    def read(self, source: Source, input_size: int, in_channels: int) -> Pools:
+        def pool(split: str) -> Pool:
+            x = read_idx(source.file(f"{split}_images"))
+            y = read_idx(source.file(f"{split}_labels")).to(torch.int64)
+            if len(x) != len(y):
+                raise ValueError(f"{len(x)} images but {len(y)} labels")
+            if len(y) and int(y.max()) >= len(names):
+                raise ValueError(f"a label is {int(y.max())}, but there are {len(names)} classes")
+            return Pool(x.unsqueeze(1), y)
+
+        names = self.info.class_names or ()
+        try:
+            test = pool("test")
+            if source.variant == "test-split":
+                return Pools(test, None, names)
+            return Pools(pool("train"), test, names)
+        except _IDX_ERRORS as exc:
+            raise self._unreadable(source.location, exc) from None
+
+    def fetch(self, source: Source) -> Source:
+        import torchvision.datasets as tvd  # torchvision's datasets load slowly: only here
+        from torchvision.datasets import utils as tvu
+
+        raw = Path(source.location)
+        cls = getattr(tvd, self.torchvision_class)
+        raw.mkdir(parents=True, exist_ok=True)
+        for filename, md5 in cls.resources:
+            errors = []
+            for mirror in cls.mirrors:
+                try:
+                    tvu.download_and_extract_archive(f"{mirror}{filename}", download_root=str(raw),
+                                                     filename=filename, md5=md5)
+                    break
+                except Exception as exc:  # noqa: BLE001 - network, HTTP or archive failures
+                    errors.append(f"{mirror}: {exc}")
+            else:
+                raise _download_failed(self.info, raw, "; ".join(errors))
+        return _refound(self, raw.parents[1])
+
+
+class CifarSource(DatasetSource):
+    info = DatasetInfo(
+        "cifar10", "CIFAR-10", 3, 32, NATURAL,
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+         "truck"), True,
+        "60,000 32x32 colour images in 10 classes (50,000 train, 10,000 test).", True,
+    )
+    official_counts = {"train": 50000, "test": 10000}
+    batches = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+    def locate(self, base: Path, *, download: bool,
+               confine: Sequence[str | os.PathLike] | None) -> Source:
+        for folder in (base / "cifar-10-batches-py", base):
+            if all(_regular_file(folder / b, confine) for b in self.batches):
+                files = tuple((b, str(folder / b)) for b in self.batches)
+                return Source("cifar10", "official", str(folder), "cifar10:official", files)
+        if download:
+            return Source("cifar10", "official", str(base / "cifar-10-batches-py"),
+                          "cifar10:official", counts=tuple(self.official_counts.items()),
+                          present=False)
+        raise _not_found(
+            f"{self.info.title} not found: looked for data_batch_1 ... data_batch_5 and "
+            f"test_batch in {base / 'cifar-10-batches-py'} and {base}.", _GET_IT, root=base)
+
+    def read(self, source: Source, input_size: int, in_channels: int) -> Pools:
+        try:
+            parts = [read_cifar_batch(source.file(b)) for b in self.batches]
+        except (OSError, ValueError) as exc:
+            raise _not_found(f"{self.info.title} files in {source.location} are unreadable "
+                             f"({exc}).", _REPLACE_IT) from None
+
+        def pool(chunk) -> Pool:
+            return Pool(torch.from_numpy(np.concatenate([x for x, _ in chunk])),
+                        torch.from_numpy(np.concatenate([y for _, y in chunk])))
+
+        return Pools(pool(parts[:5]), pool(parts[5:]), self.info.class_names or ())
+
+    def fetch(self, source: Source) -> Source:
+        import torchvision.datasets as tvd  # torchvision's datasets load slowly: only here
+        from torchvision.datasets import utils as tvu
+
+        base = Path(source.location).parent
+        base.mkdir(parents=True, exist_ok=True)
+        cls = tvd.CIFAR10
+        try:
+            tvu.download_and_extract_archive(cls.url, download_root=str(base),
+                                             filename=cls.filename, md5=cls.tgz_md5)
+        except Exception as exc:  # noqa: BLE001 - network, HTTP or archive failures
+            raise _download_failed(self.info, base, str(exc)) from None
+        return _refound(self, base)
+
+
+class ImageFolderSource(DatasetSource):
+    """A folder with one subfolder of images per class, as torchvision's ImageFolder."""
+
+    info = DatasetInfo(
+        "imagefolder", "Image folder", 3, 32, NATURAL, None, True,
+        "Your own images: a folder with one subfolder per class.",
+    )
+    reads_at_size = True
+    default_root = None
+
+    def root_needed(self) -> DatasetNotFoundError:
+        return DatasetNotFoundError(
+            "The imagefolder dataset needs --data-root pointing at a folder with one "
+            "subfolder of images per class.",
+            "An image folder needs a \u201cData root\u201d: a folder with one subfolder of "
+            "images per class.",
+        )
+
+    def locate(self, base: Path, *, download: bool,
+               confine: Sequence[str | os.PathLike] | None) -> Source:
+        if not base.is_dir():
+            raise DatasetNotFoundError(f"Image folder {base} does not exist.")
+        classes, samples = walk_image_folder(base)
+        if len(classes) < 2:
+            raise ValueError(f"Image folder {base} needs at least two class subfolders.")
+        h = hashlib.sha256()
+        for path, label, size, mtime in sorted(samples):
+            h.update(f"{os.path.relpath(path, base)}|{label}|{size}|{mtime}\n".encode())
+        return Source("imagefolder", "folder", str(base), "folder:" + h.hexdigest()[:16],
+                      classes=classes, samples=tuple((p, label) for p, label, _, _ in samples))
+
+    def split_counts(self, source: Source, input_size: int, in_channels: int) -> dict[str, int]:
+        """Readable images only: the folder is decoded here (once, then cached), and files
+        that cannot be read are reported in one :class:`UnreadableImagesWarning`."""
+        pools = read_pools(source, input_size, in_channels)
+        if pools.skipped:
+            shown = "; ".join(pools.skipped[:3])
+            more = len(pools.skipped) - 3
+            text = (f"Skipped {len(pools.skipped)} unreadable image(s) in {source.location}: "
+                    f"{shown}" + (f"; and {more} more." if more > 0 else "."))
+            warnings.warn(UnreadableImagesWarning(text, len(pools.skipped), pools.skipped[:3]),
+                          stacklevel=3)
+        return {"pool": len(pools.train.y)}
+
+    def read(self, source: Source, input_size: int, in_channels: int) -> Pools:
+        """Decode every image once, square-cropped and resized to ``input_size``; a file
+        Pillow cannot read for any reason, or larger than :data:`MAX_IMAGE_PIXELS`, is
+        skipped and named in ``skipped``."""
+        from PIL import Image, ImageOps  # Pillow's plugins load slowly: only when read
+
+        need = len(source.samples) * in_channels * input_size * input_size
+        if need > MAX_DECODED_BYTES:
+            raise ValueError(
+                f"Image folder {source.location} holds {len(source.samples):,} images: at "
+                f"{input_size} px and {in_channels} channel(s) they need {need / 2**30:.1f} GiB, "
+                f"more than the {MAX_DECODED_BYTES / 2**30:.0f} GiB allowed. Choose a smaller "
+                f"input size or fewer images.")
+        mode = "L" if in_channels == 1 else "RGB"
+        xs: list[np.ndarray] = []
+        ys: list[int] = []
+        bad: list[str] = []
+        for path, label in source.samples:
+            try:
+                with Image.open(path) as img:
+                    if img.width * img.height > MAX_IMAGE_PIXELS:
+                        raise ValueError(f"{img.width} x {img.height} pixels is too large")
+                    img.draft(mode, (input_size, input_size))  # JPEG: decode at reduced scale
+                    img = ImageOps.exif_transpose(img).convert(mode)
+                    img = ImageOps.fit(img, (input_size, input_size),
+                                       method=Image.Resampling.BILINEAR)
+                    arr = np.asarray(img, dtype=np.uint8)
+            except Exception as exc:  # noqa: BLE001 - any decoder failure skips the file
+                bad.append(f"{os.path.relpath(path, source.location)} ({exc})")
+                continue
+            xs.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+            ys.append(label)
+        if not xs:
+            raise DatasetNotFoundError(f"No readable images in {source.location}.")
+        pool = Pool(torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64))
+        return Pools(pool, None, source.classes, tuple(bad))
+
+
+def _download_failed(info: DatasetInfo, where: Path, reason: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"Could not download {info.title} to {where}: {reason}. Without internet access, "
+        f"point --data-root at a folder that holds it.",
+        f"Could not download {info.title} to {where}: {reason}. Without internet access, "
+        f"enter in \u201cData root\u201d a folder that holds it.",
+    )
+
+
+def _refound(src: DatasetSource, base: Path) -> Source:
+    """Locate a source again after a download; an incomplete download is an error."""
+    found = src.locate(base, download=False, confine=None)
+    if found.variant != "official":
+        raise _download_failed(src.info, base, "the downloaded files are incomplete")
+    return found
+
+
+SOURCES: dict[str, DatasetSource] = {
+    "digits": DigitsSource(),
+    "mnist": IdxSource(DatasetInfo(
+        "mnist", "MNIST", 1, 28, LIGHT_ON_DARK, _DIGIT_NAMES, True,
+        "70,000 handwritten 28x28 digits (60,000 train, 10,000 test).", True,
+    ), "MNIST"),
+    "fashion-mnist": IdxSource(DatasetInfo(
+        "fashion-mnist", "Fashion-MNIST", 1, 28, LIGHT_ON_DARK,
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+         "Bag", "Ankle boot"), True,
+        "70,000 28x28 clothing images in 10 classes (60,000 train, 10,000 test).", True,
+    ), "FashionMNIST"),
+    "cifar10": CifarSource(),
+    "imagefolder": ImageFolderSource(),
+}
+"""Every dataset by name, the offline default first."""
+
+
+def get_source(name: str) -> DatasetSource:
+    """The source class of dataset ``name``; ``ValueError`` naming the known ones otherwise."""
+    if name not in SOURCES:
+        raise unknown_name("dataset", name, list(SOURCES), n=2)
+    return SOURCES[name]
+
+
+def locate(name: str, root: str | os.PathLike | None = None, download: bool = False,
+           allowed_roots: Sequence[str | os.PathLike] | None = None) -> Source:
+    """Find dataset ``name`` under ``root`` (default :data:`DEFAULT_DATA_ROOT`).
+
+    Downloads nothing: a missing downloadable dataset with ``download`` set comes back
+    with ``present=False`` and is fetched when first read. ``allowed_roots``: ``None``
+    reads any path (the command line); otherwise the root must lie inside one of them, no
+    file is read through a link out of them, and a root outside them or absent gets the
+    one message of :func:`not_allowed_error`. An image folder's walk never leaves its own
+    root, whoever asks. Raises :class:`DatasetNotFoundError` with
+    what was looked for and how to get it, ``ValueError`` for an unknown name or a folder
+    beyond the walking bounds.
+    """
+    src = get_source(name)
+    base = _data_root(src, root, download, allowed_roots)
+    return src.locate(base, download=download, confine=allowed_roots)
+
+
+def ensure_present(source: Source) -> Source:
+    """``source`` itself, or, for a planned download, the source after downloading it."""
+    if source.present:
+        return source
+    return get_source(source.name).fetch(source)
+
+
+def read_pools(source: Source, input_size: int, in_channels: int) -> Pools:
+    """:meth:`DatasetSource.read`, cached in the process (the last four sources read)."""
+    if not get_source(source.name).reads_at_size:
+        input_size = in_channels = 0  # the same pools serve every size
+    return _read_pools(source, input_size, in_channels)
+
+
+@lru_cache(maxsize=4)
+def _read_pools(source: Source, input_size: int, in_channels: int) -> Pools:
+    return get_source(source.name).read(source, input_size, in_channels)

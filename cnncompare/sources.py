@@ -266,7 +266,7 @@ def walk_image_folder(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int,
     """
     w = _Walk(str(root))
     top = _scan(w, w.root, depth=0)
-    classes = tuple(sorted(name for name, kind, _ in top if kind == "dir"))
+    classes = tuple(name for name, is_folder, _ in top if is_folder)
     samples: list[tuple[str, int, int, int]] = []
     empty = []
     for label, name in enumerate(classes):
@@ -283,55 +283,62 @@ def walk_image_folder(root: Path) -> tuple[tuple[str, ...], list[tuple[str, int,
     return classes, samples
 
 
-def _scan(w: _Walk, folder: str, depth: int) -> list[tuple[str, str, os.stat_result]]:
-    """The visible entries of ``folder`` as ``(name, "dir" | "file", stat)``, links
-    resolved inside the root only; special files and unreadable entries are left out."""
+def _scan(w: _Walk, folder: str, depth: int) -> list[tuple[str, bool, os.DirEntry]]:
+    """The visible entries of ``folder`` as ``(name, is_folder, entry)``, sorted by name:
+    folders and regular files, links followed only to targets inside the root; special
+    files and unreadable entries are left out. Counts every entry read against
+    :data:`MAX_WALK_ENTRIES` as it is read, so one huge folder is not listed in full."""
     if depth > MAX_WALK_DEPTH:
         raise ValueError(f"Image folder {w.root} has folders nested more than {MAX_WALK_DEPTH} "
                          f"levels deep; an image folder holds one subfolder of images per "
                          f"class.")
+    entries = []
     try:
         info = os.stat(folder)
         if (info.st_dev, info.st_ino) in w.seen_dirs:
             return []  # reached again through a link: already walked
         w.seen_dirs.add((info.st_dev, info.st_ino))
         with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            for entry in it:
+                w.entries += 1
+                if w.entries > MAX_WALK_ENTRIES:
+                    raise ValueError(f"Image folder {w.root} holds more than "
+                                     f"{MAX_WALK_ENTRIES:,} files and folders; choose the "
+                                     f"folder of one dataset.")
+                if not entry.name.startswith("."):
+                    entries.append(entry)
     except OSError:
         return []  # unreadable or vanished: nothing to take from it
     out = []
-    for entry in entries:
-        w.entries += 1
-        if w.entries > MAX_WALK_ENTRIES:
-            raise ValueError(f"Image folder {w.root} holds more than {MAX_WALK_ENTRIES:,} "
-                             f"files and folders; choose the folder of one dataset.")
-        if entry.name.startswith("."):
-            continue
-        try:
+    for entry in sorted(entries, key=lambda e: e.name):
+        try:  # the directory's own type field answers these without a stat, except for links
             if entry.is_symlink() and not _inside(entry.path, w.root):
                 continue
-            st = entry.stat()  # follows a link (now known to stay inside)
+            if entry.is_dir():
+                out.append((entry.name, True, entry))
+            elif entry.is_file():
+                out.append((entry.name, False, entry))
         except OSError:
             continue
-        if stat.S_ISDIR(st.st_mode):
-            out.append((entry.name, "dir", st))
-        elif stat.S_ISREG(st.st_mode):
-            out.append((entry.name, "file", st))
     return out
 
 
 def _collect(w: _Walk, folder: str, label: int, depth: int) -> list[tuple[str, int, int, int]]:
     found: list[tuple[str, int, int, int]] = []
     subfolders = []
-    for name, kind, st in _scan(w, folder, depth):
+    for name, is_folder, entry in _scan(w, folder, depth):
         path = os.path.join(folder, name)
-        if kind == "dir":
+        if is_folder:
             subfolders.append(path)
         elif name.lower().endswith(_IMAGE_EXTENSIONS):
             w.images += 1
             if w.images > MAX_FOLDER_IMAGES:
                 raise ValueError(f"Image folder {w.root} holds more than "
                                  f"{MAX_FOLDER_IMAGES:,} images.")
+            try:
+                st = entry.stat()  # size and time enter the folder's fingerprint
+            except OSError:
+                continue
             found.append((path, label, st.st_size, st.st_mtime_ns))
     for sub in subfolders:
         found += _collect(w, sub, label, depth + 1)

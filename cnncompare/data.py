@@ -2,12 +2,12 @@
 
 Where each dataset's files are and how they are read lives in :mod:`cnncompare.sources`
 (one class per dataset: digits, IDX files for MNIST and Fashion-MNIST, CIFAR-10, image
-folders). This module turns what a source holds into one shape of result,
-:class:`TensorData`: seeded, stratified, disjoint train, validation and test splits of
-``N x C x H x W`` uint8 tensors at the requested size and channel count (1 or 3), plus
-:class:`DataMeta`, what the rest of the app needs to show results and to preprocess a new
-image the same way (class names, channels, size, normalisation mean/std, ink polarity).
-Nothing is decoded per sample during training.
+folders); reading files within bounds in :mod:`cnncompare.datafiles`. This module turns
+what a source holds into one shape of result, :class:`TensorData`: seeded, stratified,
+disjoint train, validation and test splits of ``N x C x H x W`` uint8 tensors at the
+requested size and channel count (1 or 3), plus :class:`DataMeta`, what the rest of the app
+needs to show results and to preprocess a new image the same way (class names, channels,
+size, normalisation mean/std, ink polarity). Nothing is decoded per sample during training.
 
 Entry points: :func:`resolve` (fill in defaults, check the request against what is there;
 a :class:`DataSpec` enters a run's key), :func:`load_spec` / :func:`load` (the tensors),
@@ -29,9 +29,9 @@ import torch.nn.functional as F
 
 from cnncompare import sources
 from cnncompare.checks import positive_int
+from cnncompare.datafiles import DATA_ROOTS_ENV, app_data_roots
 from cnncompare.sources import (
     DARK_ON_LIGHT,
-    DATA_ROOTS_ENV,
     DEFAULT_DATA_ROOT,
     LIGHT_ON_DARK,
     NATURAL,
@@ -39,7 +39,6 @@ from cnncompare.sources import (
     DatasetNotFoundError,
     Source,
     UnreadableImagesWarning,
-    app_data_roots,
     locate,
 )
 

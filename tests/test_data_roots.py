@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from cnncompare import data, paths, sources
+from cnncompare import data, datafiles, paths, sources
 from tests.data_fixtures import idx_bytes, idx_split, make_idx_root, make_image_folder
 
 
@@ -95,7 +95,7 @@ def test_symlink_loops_are_walked_once_and_links_out_of_the_root_are_skipped(tmp
     (root / "dog" / "bird0.png").symlink_to(outside / "bird" / "0.png")  # a file out of it
     (root / "cat" / "self.png").symlink_to(root / "cat" / "self.png")  # a link to itself
     (root / "cat" / "dog0.png").symlink_to(root / "dog" / "0.png")  # inside: followed
-    classes, samples = sources.walk_image_folder(root)
+    classes, samples = datafiles.walk_image_folder(root)
     assert classes == ("cat", "dog")
     names = sorted(os.path.relpath(p, root) for p, _, _, _ in samples)
     assert len(names) == 11 and "cat/dog0.png" in names
@@ -107,14 +107,14 @@ def test_symlink_loops_are_walked_once_and_links_out_of_the_root_are_skipped(tmp
 def test_deep_trees_are_refused_at_the_depth_bound(tmp_path):
     root = make_image_folder(tmp_path / "deep", per_class=2)
     folder = root / "cat"
-    for level in range(2, sources.MAX_WALK_DEPTH + 1):  # cat is level 1
+    for level in range(2, datafiles.MAX_WALK_DEPTH + 1):  # cat is level 1
         folder = folder / f"level{level}"
     folder.mkdir(parents=True)
     Image.new("L", (4, 4)).save(folder / "deepest.png")
-    classes, samples = sources.walk_image_folder(root)
+    classes, samples = datafiles.walk_image_folder(root)
     assert len(samples) == 5  # a folder exactly at the bound is read
     (folder / "one-more").mkdir()
-    with pytest.raises(ValueError, match=f"nested more than {sources.MAX_WALK_DEPTH} levels"):
+    with pytest.raises(ValueError, match=f"nested more than {datafiles.MAX_WALK_DEPTH} levels"):
         data.resolve("imagefolder", root=root)
 
 
@@ -122,20 +122,20 @@ def test_crowded_trees_are_refused_at_the_entry_and_image_bounds(tmp_path, monke
     root = make_image_folder(tmp_path / "many", per_class=6)
     for i in range(30):
         (root / "cat" / f"note{i}.txt").write_text("not an image")
-    monkeypatch.setattr(sources, "MAX_WALK_ENTRIES", 40)
+    monkeypatch.setattr(datafiles, "MAX_WALK_ENTRIES", 40)
     with pytest.raises(ValueError, match="more than 40 files and folders"):
         data.check("imagefolder", root=root)
-    monkeypatch.setattr(sources, "MAX_WALK_ENTRIES", 1000)
-    monkeypatch.setattr(sources, "MAX_FOLDER_IMAGES", 10)
+    monkeypatch.setattr(datafiles, "MAX_WALK_ENTRIES", 1000)
+    monkeypatch.setattr(datafiles, "MAX_FOLDER_IMAGES", 10)
     with pytest.raises(ValueError, match="holds more than 10 images"):
         data.resolve("imagefolder", root=root)
-    monkeypatch.setattr(sources, "MAX_FOLDER_IMAGES", 12)
+    monkeypatch.setattr(datafiles, "MAX_FOLDER_IMAGES", 12)
     assert data.check("imagefolder", root=root).state == data.READY
 
 
 def test_the_whole_disk_as_an_image_folder_stops_at_a_bound(monkeypatch):
     # The bounds are lowered to keep the test short; README/the report give the real cost.
-    monkeypatch.setattr(sources, "MAX_WALK_ENTRIES", 20_000)
+    monkeypatch.setattr(datafiles, "MAX_WALK_ENTRIES", 20_000)
     with pytest.raises(ValueError, match="more than|nested|hold no images"):
         data.check("imagefolder", root="/")
 
@@ -231,4 +231,4 @@ def test_an_idx_file_cut_short_is_refused(tmp_path):
     _gz(raw / "t10k-labels-idx1-ubyte.gz", idx_bytes(labels))
     with pytest.raises(data.DatasetNotFoundError, match="cut short"):
         data.load("mnist", root=tmp_path, train_size=10, test_size=5)
-    assert np.array_equal(sources.read_idx(raw / "t10k-labels-idx1-ubyte.gz").numpy(), labels)
+    assert np.array_equal(datafiles.read_idx(raw / "t10k-labels-idx1-ubyte.gz").numpy(), labels)

@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.datasets import CIFAR10
 from torchvision.datasets import utils as tv_utils
 
-from cnncompare import data, sources
+from cnncompare import data, datafiles
 from tests.data_fixtures import (
     FakeDownloader,
     make_cifar_root,
@@ -144,7 +144,7 @@ def test_imagefolder_keeps_torchvisions_sample_order(tmp_path):
             (root / rel).write_text("hi")
     classes, index = find_classes(str(root))
     expected = make_dataset(str(root), index, extensions=IMG_EXTENSIONS)
-    ours_classes, ours = sources.walk_image_folder(root)
+    ours_classes, ours = datafiles.walk_image_folder(root)
     assert ours_classes == tuple(classes)
     assert [(p, label) for p, label, _, _ in ours] == expected
 

@@ -1,31 +1,106 @@
 """Uploaded images, decoded safely: bounded in bytes, pixels, time and memory.
 
 Uploads are hostile until proven otherwise. :func:`decode_image` accepts PNG, JPEG, WebP,
-BMP and GIF (first frame) only, refuses files over a byte bound and images over a pixel
-bound *before* any pixel is decoded (the header's size is checked first, so a
-decompression bomb never expands), applies the EXIF orientation and turns every pixel
-mode (alpha, palette, CMYK, 16 bit) into plain 8-bit RGB. Anything it cannot use raises
-:class:`ImageError`, whose message is meant for people.
+BMP and GIF (first frame) only and works in this order:
+
+1. **Bytes.** Empty files and files over ``max_bytes`` are refused.
+2. **Structure, read from the bytes without decoding a pixel** (:func:`inspect_image`):
+   the size the header claims, the frames really present (an APNG header may lie), and for
+   JPEG the number of scans and whether the data can possibly fill the claimed size.
+   Refused here: more than ``max_pixels`` pixels or more than :data:`MAX_SIDE` on a side
+   (a 6 KB PNG of 50,000,000 x 1), more than :data:`MAX_JPEG_SCANS` progressive scans (each
+   scan is a pass over the whole picture: thousands of them take minutes), and a JPEG whose
+   data is too small for its header's size (it would decode as filler).
+3. **Pixels, at the size needed.** Nothing here needs more than a working copy of
+   :data:`WORKING_PIXELS` pixels (the networks take at most 256 px, the page shows 240): a
+   JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (Pillow's ``draft``), other
+   formats are box-reduced (``Image.reduce``) right after decoding. Small decodes (at most
+   :data:`INLINE_MEMORY` bytes expected, from the claimed size and a per-format cost
+   measured once; at most :data:`INLINE_JPEG_SCANS` scans) run in this process: their
+   cost is bounded by those numbers. Everything else is decoded in a separate worker
+   process (this module run as a script) whose address space is capped at
+   :data:`WORKER_MEMORY` bytes and whose run time is capped at :data:`WORKER_SECONDS`
+   (wall clock, and CPU time through ``RLIMIT_CPU``); at most :data:`WORKERS` run at once.
+   A worker that runs over is killed: unlike a thread, a process can be stopped, and the
+   memory it used goes back to the system.
+4. **Colour.** The EXIF orientation is applied (values 2-8; other values are invalid and
+   change nothing), and every pixel mode (alpha, palette, CMYK, 16 bit) becomes 8-bit RGB.
+
+Damage is reported, not hidden: truncated PNG, GIF, WebP and BMP files are refused by their
+decoders. libjpeg instead fills missing data with flat grey and says nothing, so a JPEG
+whose last rows are that grey, or a progressive JPEG whose scans stop before all of its
+detail arrived, is decoded with a *warning* (the part that arrived is real picture and is
+shown as the networks see it); a JPEG whose header claims far more pixels than its data can
+hold is refused (there is no picture to speak of, only filler).
+
+Anything unusable raises :class:`ImageError`, whose message is meant for people.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import math
+import re
+import signal
+import struct
+import subprocess
+import sys
+import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 """The image formats Pillow may parse here; every other plugin stays unused."""
 
 DEFAULT_MAX_BYTES = 20 * 2**20
-"""Largest upload accepted (20 MiB); the page passes Streamlit's own, smaller limit."""
+"""Largest upload accepted (20 MiB); the page passes its own, smaller limit."""
 
 DEFAULT_MAX_PIXELS = 50_000_000
 """Largest image accepted (50 megapixels: a 48 MP phone photo fits, a bomb does not)."""
+
+MAX_SIDE = 65_535
+"""Longest side accepted, in pixels (JPEG's own maximum; browsers stop near it too)."""
+
+MAX_JPEG_SCANS = 100
+"""Most scans a JPEG may have. Encoders write 1 (baseline) to about 10-20 (progressive)."""
+
+WORKING_PIXELS = 2_097_152
+"""Largest working copy kept after decoding (2 megapixels, e.g. 1448 x 1448)."""
+
+WORKING_SIDE = 8192
+"""Longest side of the working copy, in pixels."""
+
+INLINE_MEMORY = 32 * 2**20
+"""Largest decode done in the server's own process, in expected peak bytes (32 MiB: about
+3 megapixels of PNG, 1.8 of WebP, any baseline JPEG up to the pixel limit)."""
+
+INLINE_JPEG_SCANS = 16
+"""Most JPEG scans decoded in the server's own process."""
+
+WORKER_SECONDS = 10.0
+"""Time limit of one decoding worker, wall clock and CPU."""
+
+WORKER_MEMORY = 1024 * 2**20
+"""Address-space limit of one decoding worker (1 GiB)."""
+
+WORKERS = 2
+"""Decoding workers allowed at the same time; more uploads wait for a free one."""
+
+_WALK_STEPS = 100_000  # segments, chunks or blocks read by inspect_image before it gives up
+_ORIENTATION = 0x0112  # EXIF tag
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+}  # as PIL.ImageOps.exif_transpose
 
 
 class ImageError(ValueError):
@@ -34,18 +109,22 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An upload turned into 8-bit RGB, upright, with what was done to get there."""
+    """An upload turned into an upright 8-bit RGB working copy, with what was done to it.
 
-    image: Image.Image  # mode "RGB"
+    ``image`` is at most :data:`WORKING_PIXELS` pixels (a larger picture is scaled down
+    by a whole factor); ``size`` is the picture's own size, upright. ``notes`` describe
+    conversions; ``warnings`` describe damage the user must know about.
+    """
+
+    image: Image.Image  # mode "RGB", upright, at most WORKING_PIXELS
     format: str  # "PNG", "JPEG", ...
     mode: str  # the file's own pixel mode ("P", "CMYK", "I;16", ...)
     frames: int  # frames in the file; only the first is used
+    size: tuple[int, int]  # (width, height) of the picture, upright
     notes: tuple[str, ...] = ()  # conversions worth telling the user about
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) after the EXIF orientation was applied."""
-        return self.image.size
+    warnings: tuple[str, ...] = ()  # damage: the picture is not what the file meant
+    isolated: bool = False  # decoded in a worker process
+    worker_peak: int | None = None  # the worker's peak resident memory, bytes (Linux)
 
 
 def _mib(n: float) -> str:
@@ -105,6 +184,305 @@ def _unidentified(data: bytes) -> ImageError:
                       "these formats, whatever its name says).")
 
 
+# ------------------------------------------------------------- structure, before decoding
+
+
+@dataclass
+class ImageFacts:
+    """What the bytes of an image file say, read without decoding a pixel.
+
+    ``width``/``height`` are None when the header could not be read (the decoder then
+    gives the verdict). ``frames`` counts the frames really present (None: more than
+    could be counted); ``claimed_frames`` is an APNG header's own count. For JPEG:
+    ``scans``, ``progressive``, and two findings: ``too_little_data`` (a reason to
+    refuse) and ``incomplete`` (a reason to warn). ``heavy`` marks files whose extra
+    chunks make a decode in the server's own process unwise.
+    """
+
+    format: str
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = 1
+    claimed_frames: int | None = None
+    scans: int = 0
+    progressive: bool = False
+    too_little_data: str | None = None
+    incomplete: str | None = None
+    heavy: bool = False
+
+    @property
+    def pixels(self) -> int | None:
+        return None if self.width is None or self.height is None else self.width * self.height
+
+
+def inspect_image(data: bytes) -> ImageFacts | None:
+    """The structure of ``data`` (see :class:`ImageFacts`), or None for a format not accepted.
+
+    Reads headers, chunk and segment lists only; every walk stops after a fixed number of
+    steps, so the cost is bounded by the file's size whatever it contains.
+    """
+    fmt = _magic_format(data)
+    if fmt not in ("PNG", "JPEG", "GIF", "WebP", "BMP"):
+        return None
+    facts = ImageFacts(format=fmt)
+    reader = {"PNG": _inspect_png, "JPEG": _inspect_jpeg, "GIF": _inspect_gif,
+              "WebP": _inspect_webp, "BMP": _inspect_bmp}[fmt]
+    try:
+        reader(data, facts)
+    except (struct.error, IndexError, ValueError, KeyError):
+        pass  # a header this short or odd is the decoder's to judge
+    return facts
+
+
+def _inspect_png(data: bytes, facts: ImageFacts) -> None:
+    pos, steps, fctl, extra = 8, 0, 0, 0
+    while pos + 8 <= len(data) and steps < _WALK_STEPS:
+        steps += 1
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            facts.width, facts.height = struct.unpack(">II", body[:8])
+        elif kind == b"acTL":
+            facts.claimed_frames = struct.unpack(">I", body[:4])[0]
+        elif kind == b"fcTL":
+            fctl += 1
+        elif kind == b"IEND":
+            break
+        elif kind not in (b"IDAT", b"fdAT", b"PLTE", b"tRNS"):
+            extra += length
+        pos += 12 + length
+    facts.heavy = steps >= _WALK_STEPS or extra > 256 * 1024
+    if facts.claimed_frames is not None:
+        facts.frames = max(1, fctl) if steps < _WALK_STEPS else None
+
+
+_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+_PROGRESSIVE_SOF = frozenset((0xC2, 0xC6, 0xCA, 0xCE))
+_HUFFMAN_DCT_SOF = frozenset((0xC0, 0xC1, 0xC2))
+# The end of entropy-coded data: 0xFF followed by a marker byte (not a stuffed 0x00, a
+# restart marker 0xD0-0xD7 or a fill byte).
+_MARKER = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
+
+
+def _inspect_jpeg(data: bytes, facts: ImageFacts) -> None:
+    pos, steps, sof = 2, 0, 0
+    components: dict[int, tuple[int, int]] = {}  # id -> (h, v) sampling factors
+    scans: list[tuple[list[int], int, int, int, int, int]] = []  # ids, Ss, Se, Ah, Al, bytes
+    while pos + 4 <= len(data) and steps < _WALK_STEPS:
+        steps += 1
+        if data[pos] != 0xFF or data[pos + 1] == 0xFF:  # junk or fill: libjpeg skips it
+            nxt = _MARKER.search(data, pos + 1)
+            if nxt is None:
+                break
+            pos = nxt.start()
+            continue
+        marker = data[pos + 1]
+        pos += 2
+        if marker == 0xD9:  # end of image
+            break
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            continue
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if length < 2:
+            break
+        seg = data[pos + 2:pos + length]
+        if marker in _SOF and not sof:
+            sof = marker
+            facts.height, facts.width = struct.unpack(">HH", seg[1:5])
+            for i in range(seg[5]):
+                cid, sampling = seg[6 + 3 * i], seg[7 + 3 * i]
+                components[cid] = (max(1, sampling >> 4), max(1, sampling & 15))
+        elif marker == 0xDA:
+            count = seg[0]
+            ids = [seg[1 + 2 * i] for i in range(count)]
+            ss, se, approx = seg[1 + 2 * count], seg[2 + 2 * count], seg[3 + 2 * count]
+            start = pos + length
+            end = _MARKER.search(data, start)
+            stop = end.start() if end else len(data)
+            scans.append((ids, ss, se, approx >> 4, approx & 15, stop - start))
+            facts.scans = len(scans)
+            if facts.scans > MAX_JPEG_SCANS:
+                return  # refused on the count; the rest does not matter
+            pos = stop
+            continue
+        pos += length
+    facts.progressive = sof in _PROGRESSIVE_SOF
+    if not (facts.width and facts.height and components):
+        return
+    if sof in _HUFFMAN_DCT_SOF:
+        facts.too_little_data = _jpeg_data_too_small(facts, components, scans)
+    if facts.progressive and scans and steps < _WALK_STEPS:
+        facts.incomplete = _jpeg_refinement_missing(components, scans)
+
+
+def _jpeg_data_too_small(facts: ImageFacts, components: dict[int, tuple[int, int]],
+                         scans: list[tuple[list[int], int, int, int, int, int]]) -> str | None:
+    """Why the data cannot fill the header's size, or None.
+
+    Every 8x8 block of a Huffman-coded scan that carries DC values (a baseline scan, or a
+    progressive first DC pass) costs at least one bit: no Huffman code is shorter.
+    """
+    assert facts.width and facts.height
+    hmax = max(h for h, _ in components.values())
+    vmax = max(v for _, v in components.values())
+
+    def blocks(cid: int) -> int:
+        h, v = components[cid]
+        return (math.ceil(math.ceil(facts.width * h / hmax) / 8)
+                * math.ceil(math.ceil(facts.height * v / vmax) / 8))
+
+    for ids, ss, _se, ah, _al, nbytes in scans:
+        if ss != 0 or ah != 0:
+            continue
+        needed = math.ceil(sum(blocks(c) for c in ids if c in components) / 8)
+        if nbytes < needed:
+            return (f"The JPEG header says {facts.width:,} x {facts.height:,} pixels, but "
+                    f"its image data is only {nbytes:,} bytes, while that size needs at "
+                    f"least {needed:,}. The file is damaged or crafted, so it was not "
+                    "decoded.")
+    return None
+
+
+def _jpeg_refinement_missing(components: dict[int, tuple[int, int]],
+                             scans: list[tuple[list[int], int, int, int, int, int]]
+                             ) -> str | None:
+    """A warning when a progressive JPEG's scans never bring every coefficient to full
+    precision (a scan with successive-approximation low bit ``Al`` 0), or None."""
+    final = {cid: [False] * 64 for cid in components}
+    for ids, ss, se, _ah, al, _n in scans:
+        if al:
+            continue
+        for cid in ids:
+            if cid in final:
+                for k in range(ss, min(se, 63) + 1):
+                    final[cid][k] = True
+    if all(all(done) for done in final.values()):
+        return None
+    return (f"This progressive JPEG stops after {len(scans)} scans, before all of its detail "
+            "arrived: the file is probably cut short, and the picture is blurrier than the "
+            "original.")
+
+
+def _inspect_gif(data: bytes, facts: ImageFacts) -> None:
+    facts.width, facts.height, flags = struct.unpack("<HHB", data[6:11])
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames, steps = 0, 0
+    while pos < len(data) and steps < _WALK_STEPS:
+        steps += 1
+        kind = data[pos]
+        if kind == 0x3B:  # trailer
+            break
+        if kind == 0x2C:  # image descriptor (+ local colour table, LZW code size)
+            frames += 1
+            local = data[pos + 9]
+            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
+        elif kind == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        else:
+            break
+        while pos < len(data) and steps < _WALK_STEPS:  # sub-blocks, until a 0 length
+            steps += 1
+            size = data[pos]
+            pos += 1 + size
+            if size == 0:
+                break
+    facts.frames = max(1, frames) if steps < _WALK_STEPS else None
+
+
+def _inspect_webp(data: bytes, facts: ImageFacts) -> None:
+    pos, steps, frames = 12, 0, 0
+    while pos + 8 <= len(data) and steps < _WALK_STEPS:
+        steps += 1
+        kind, length = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        body = data[pos + 8:pos + 8 + min(length, 30)]
+        if kind == b"VP8X":
+            facts.width = int.from_bytes(body[4:7], "little") + 1
+            facts.height = int.from_bytes(body[7:10], "little") + 1
+        elif kind == b"VP8 " and facts.width is None and body[3:6] == b"\x9d\x01\x2a":
+            facts.width, facts.height = (struct.unpack("<H", body[6:8])[0] & 0x3FFF,
+                                         struct.unpack("<H", body[8:10])[0] & 0x3FFF)
+        elif kind == b"VP8L" and facts.width is None and body[0] == 0x2F:
+            bits = int.from_bytes(body[1:5], "little")
+            facts.width, facts.height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        elif kind == b"ANMF":
+            frames += 1
+        pos += 8 + length + (length & 1)
+    facts.frames = max(1, frames) if steps < _WALK_STEPS else None
+
+
+def _inspect_bmp(data: bytes, facts: ImageFacts) -> None:
+    header = struct.unpack("<I", data[14:18])[0]
+    if header == 12:  # OS/2 BITMAPCOREHEADER
+        facts.width, facts.height = struct.unpack("<HH", data[18:22])
+    else:
+        width, height = struct.unpack("<ii", data[18:26])
+        facts.width, facts.height = abs(width), abs(height)
+
+
+def _size_refusal(facts: ImageFacts, max_pixels: int, nbytes: int) -> str | None:
+    """Why the claimed size is refused before decoding, or None."""
+    if facts.width is None or facts.height is None:
+        return None
+    w, h = facts.width, facts.height
+    if w < 1 or h < 1:
+        return f"The image has no pixels ({w}x{h})."
+    if w * h > max_pixels:
+        bomb = (" A file this small that claims so many pixels is a decompression bomb."
+                if nbytes * 100 < w * h else "")
+        return (f"The image is {w:,}x{h:,} pixels ({w * h / 1e6:,.0f} megapixels); the "
+                f"limit is {max_pixels / 1e6:,.0f} megapixels. Scale it down and upload "
+                f"again.{bomb}")
+    if max(w, h) > MAX_SIDE:
+        return (f"The image is {w:,}x{h:,} pixels; the longest side allowed is "
+                f"{MAX_SIDE:,} pixels.")
+    if facts.scans > MAX_JPEG_SCANS:
+        return (f"This JPEG has more than {MAX_JPEG_SCANS} scans (ordinary ones have 1 to "
+                "about 20). Each scan is another pass over the whole picture, so decoding "
+                "it could take minutes. Save it again as an ordinary JPEG.")
+    return facts.too_little_data
+
+
+# ------------------------------------------------------------------------- the decoding
+
+
+def working_factor(width: int, height: int) -> int:
+    """The smallest whole factor that brings (width, height) within the working copy's
+    bounds (:data:`WORKING_PIXELS`, :data:`WORKING_SIDE`)."""
+    factor = max(1, math.ceil(max(width, height) / WORKING_SIDE))
+    while math.ceil(width / factor) * math.ceil(height / factor) > WORKING_PIXELS:
+        factor += 1
+    return factor
+
+
+def _jpeg_scale(factor: int) -> int:
+    """The DCT scale libjpeg decodes at for a wanted reduction: 1, 2, 4 or 8."""
+    return max(s for s in (1, 2, 4, 8) if s <= factor)
+
+
+def _decoded_pixels(facts: ImageFacts) -> int | None:
+    """Pixels (or, for a progressive JPEG, coefficients) the decoder will hold at once."""
+    if facts.width is None or facts.height is None:
+        return None
+    if facts.format == "JPEG" and not facts.progressive:
+        scale = _jpeg_scale(working_factor(facts.width, facts.height))
+        return math.ceil(facts.width / scale) * math.ceil(facts.height / scale)
+    return facts.width * facts.height  # a progressive JPEG buffers every coefficient
+
+
+# Peak memory of a worker per decoded pixel, measured on 4000 x 4000 files of each format's
+# costliest mode (PNG: palette with transparency; WebP: Pillow's animation decoder keeps two
+# canvases), rounded up; plus the worker's own start (Python and Pillow).
+_WORKER_BYTES_PER_PIXEL = {"PNG": 11, "GIF": 7, "BMP": 9, "WebP": 18, "JPEG": 6}
+_WORKER_BASE_BYTES = 32 * 2**20
+
+
+def _decode_memory(facts: ImageFacts) -> int | None:
+    """The memory decoding this file is expected to take (see the table above), or None
+    when its header could not be read."""
+    decoded = _decoded_pixels(facts)
+    return None if decoded is None else decoded * _WORKER_BYTES_PER_PIXEL[facts.format]
+
+
 def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
     """``Image.open`` (header only) with the bomb checks; raises :class:`ImageError`."""
     with warnings.catch_warnings():
@@ -129,6 +507,9 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             f"The image is {width:,}x{height:,} pixels ({width * height / 1e6:,.0f} megapixels); "
             f"the limit is {max_pixels / 1e6:,.0f} megapixels. Scale it down and upload again."
         )
+    if max(width, height) > MAX_SIDE:
+        raise ImageError(f"The image is {width:,}x{height:,} pixels; the longest side allowed "
+                         f"is {MAX_SIDE:,} pixels.")
     return img
 
 
@@ -147,9 +528,212 @@ def _load_pixels(img: Image.Image) -> None:
             ) from None
 
 
+def _grey_tail(img: Image.Image) -> int:
+    """How many bottom rows are entirely libjpeg's filler grey (128, give or take 1)."""
+    width, height = img.size
+
+    def grey(rows: int) -> bool:
+        extrema = img.crop((0, height - rows, width, height)).getextrema()
+        bands = [extrema] if isinstance(extrema[0], int) else extrema
+        return all(127 <= lo and hi <= 129 for lo, hi in bands)  # type: ignore[misc]
+
+    if not grey(1):
+        return 0
+    low, high = 1, height  # grey(low) holds; find the largest such count
+    while low < high:
+        mid = (low + high + 1) // 2
+        if grey(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _jpeg_cut_short(img: Image.Image, scale: int) -> str | None:
+    """A warning when the decoded JPEG ends in libjpeg's filler: flat grey over at least
+    one whole row of 8x8 blocks at the bottom, but not over the whole picture."""
+    if img.mode not in ("L", "RGB"):
+        return None
+    layers = getattr(img, "layer", None) or [(0, 1, 1, 0)]
+    block_rows = max(1, 8 * max(v for _, _, v, _ in layers) // scale)
+    rows, height = _grey_tail(img), img.size[1]
+    if rows < min(block_rows, height) or rows >= height:
+        return None
+    return (f"The JPEG data ends early: the bottom {rows / height:.0%} of the picture "
+            f"({rows:,} of {height:,} rows) is the flat grey a decoder fills in for missing "
+            "data. The file is probably cut short; the networks see it as it is.")
+
+
+@dataclass
+class _Pixels:
+    """What :func:`_decode_pixels` hands back: a small upright image in a reducible mode."""
+
+    image: Image.Image
+    format: str
+    mode: str
+    size: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    worker_peak: int | None = None  # bytes, when decoded in a worker
+
+
+# Modes Image.reduce cannot take, and what they become first.
+def _reducible(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "1":
+        return img.convert("L")
+    if mode in ("P", "PA"):
+        return img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")
+    if mode in ("L", "RGB") and "transparency" in img.info:
+        return img.convert("RGBA")
+    if mode.startswith("I;16"):
+        return img.convert("I")
+    return img
+
+
+def _decode_pixels(data: bytes, max_pixels: int) -> _Pixels:
+    """Open, decode at the size needed, reduce, turn upright: the work a worker does.
+
+    Uses Pillow only (no numpy), so that a worker process starts fast.
+    """
+    img = _open_checked(data, max_pixels)
+    fmt, mode = img.format or "?", img.mode
+    width, height = img.size
+    factor = working_factor(width, height)
+    scale = 1
+    if fmt == "JPEG" and factor > 1:
+        img.draft(mode, (math.ceil(width / factor), math.ceil(height / factor)))
+        scale = max(1, round(width / img.size[0]))
+    _load_pixels(img)
+    out = _Pixels(image=img, format=fmt, mode=mode, size=(width, height))
+    if fmt == "JPEG":
+        cut = _jpeg_cut_short(img, scale)
+        if cut:
+            out.warnings.append(cut)
+    try:
+        orientation = img.getexif().get(_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the picture
+        orientation = 1
+        out.notes.append("EXIF orientation unreadable: shown as stored")
+    try:
+        small = _reducible(img)
+        rest = working_factor(*small.size)
+        if rest > 1:
+            small = small.reduce(rest)
+    except MemoryError:
+        raise ImageError("The image is too large to convert in memory.") from None
+    except Exception as err:  # noqa: BLE001 - e.g. a palette that does not parse
+        raise ImageError(f"The image's pixels could not be converted ({err}).") from None
+    if orientation in _TRANSPOSE:
+        small = small.transpose(_TRANSPOSE[orientation])
+        out.notes.append(f"EXIF orientation {orientation} applied")
+        if orientation >= 5:
+            out.size = (height, width)
+    elif orientation not in (None, 1):
+        out.notes.append(f"EXIF orientation {orientation} is not a valid value: shown as "
+                         "stored")
+    out.image = small
+    return out
+
+
+# ------------------------------------------------------------------ the decoding worker
+
+_WORKER_SLOTS = threading.BoundedSemaphore(WORKERS)
+
+
+def _decode_in_worker(data: bytes, max_pixels: int, seconds: float, memory: int) -> _Pixels:
+    """:func:`_decode_pixels` in a fresh process with a memory cap and a deadline."""
+    limits = f"{seconds:g} seconds and {memory / 2**20:,.0f} MB"
+    if not _WORKER_SLOTS.acquire(timeout=seconds):
+        raise ImageError("The server is busy decoding other large images; try again in a "
+                         "moment.")
+    try:
+        header = json.dumps({"max_pixels": max_pixels, "seconds": seconds,
+                             "memory": memory}).encode()
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and this very file
+            [sys.executable, "-I", str(Path(__file__).resolve())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, _err = proc.communicate(struct.pack(">I", len(header)) + header + data,
+                                         timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise ImageError(f"Decoding this image took longer than {seconds:g} seconds, "
+                             "the limit for one upload, so it was stopped. Save it again as "
+                             "an ordinary PNG or JPEG.") from None
+    finally:
+        _WORKER_SLOTS.release()
+    try:
+        (size,) = struct.unpack(">I", out[:4])
+        reply = json.loads(out[4:4 + size])
+    except (struct.error, ValueError):
+        if proc.returncode == -getattr(signal, "SIGXCPU", 0):  # its CPU-time limit
+            raise ImageError(f"Decoding this image took longer than {seconds:g} seconds, the "
+                             "limit for one upload, so it was stopped.") from None
+        raise ImageError(f"This image could not be decoded within the limits for one upload "
+                         f"({limits}).") from None
+    if not reply.get("ok"):
+        raise ImageError(str(reply.get("message")))
+    pixels = out[4 + size:]
+    image = Image.frombytes(reply["image_mode"], tuple(reply["image_size"]), pixels)
+    return _Pixels(image=image, format=reply["format"], mode=reply["mode"],
+                   size=tuple(reply["size"]), notes=reply["notes"],
+                   warnings=reply["warnings"], worker_peak=reply.get("peak_bytes"))
+
+
+def _peak_rss() -> int | None:
+    """This process's peak resident memory in bytes (Linux's VmHWM), or None elsewhere."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) * 1024 if found else None
+
+
+def _worker_main() -> None:
+    """Entry point of a decoding worker: limits, then one image from stdin to stdout."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    (size,) = struct.unpack(">I", stdin.read(4))
+    job: dict[str, Any] = json.loads(stdin.read(size))
+    try:
+        import resource  # Unix only: elsewhere the parent's deadline is the only bound
+
+        memory = int(job["memory"])
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        cpu = math.ceil(float(job["seconds"]))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    except (ImportError, ValueError, OSError):
+        pass
+    data = stdin.read()
+    try:
+        result = _decode_pixels(data, int(job["max_pixels"]))
+        reply = {"ok": True, "format": result.format, "mode": result.mode,
+                 "size": list(result.size), "notes": result.notes,
+                 "warnings": result.warnings, "image_mode": result.image.mode,
+                 "image_size": list(result.image.size)}
+        pixels = result.image.tobytes()
+        reply["peak_bytes"] = _peak_rss()
+    except MemoryError:
+        reply, pixels = {"ok": False, "message": (
+            f"Decoding this image needed more than {int(job['memory']) / 2**20:,.0f} MB of "
+            "memory, the limit for one upload, so it was stopped.")}, b""
+    except ImageError as err:
+        reply, pixels = {"ok": False, "message": str(err)}, b""
+    encoded = json.dumps(reply).encode()
+    stdout.write(struct.pack(">I", len(encoded)) + encoded + pixels)
+    stdout.flush()
+
+
+# ------------------------------------------------------------------------------ colour
+
+
 def _scale_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
     """Deep pixels to uint8. 16-bit modes map 0..65535 to 0..255; for 32-bit "I" and float
     "F" (whose range the file does not say) the peak decides: 1.0, 255 or 65535."""
+    import numpy as np  # kept out of the decoding worker's start (about 0.1 s per upload)
+
     is_float = arr.dtype.kind == "f"
     arr = np.nan_to_num(arr.astype(np.float32))
     peak = float(arr.max()) if arr.size else 0.0
@@ -168,7 +752,8 @@ def small_copy(img: Image.Image, side: int = 256) -> Image.Image:
     if max(w, h) <= side:
         return img
     k = side / max(w, h)
-    return img.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BOX)
+    return img.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BOX,
+                      reducing_gap=2.0)
 
 
 def _composite(rgba: Image.Image) -> tuple[Image.Image, str]:
@@ -176,6 +761,8 @@ def _composite(rgba: Image.Image) -> tuple[Image.Image, str]:
 
     Dark strokes on a transparent canvas go on white; light strokes go on black.
     """
+    import numpy as np  # kept out of the decoding worker's start (about 0.1 s per upload)
+
     if rgba.getchannel("A").getextrema()[0] == 255:
         return rgba.convert("RGB"), ""
     small = np.asarray(small_copy(rgba), dtype=np.float32) / 255.0
@@ -189,14 +776,21 @@ def _composite(rgba: Image.Image) -> tuple[Image.Image, str]:
     return base, f"transparency flattened on {'black' if bg == (0, 0, 0) else 'white'}"
 
 
-def to_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
-    """Any Pillow mode to 8-bit RGB, with notes on the conversions that change what one sees."""
+def to_rgb(img: Image.Image, file_mode: str | None = None) -> tuple[Image.Image, list[str]]:
+    """Any Pillow mode to 8-bit RGB, with notes on the conversions that change what one sees.
+
+    ``file_mode`` is the mode the file had, when ``img`` was already converted for
+    reducing (16-bit pixels travel as "I"; their scale is the file's, not the values').
+    """
+    import numpy as np  # kept out of the decoding worker's start (about 0.1 s per upload)
+
     notes: list[str] = []
     mode = img.mode
+    depth = file_mode if file_mode and file_mode.startswith("I;16") else mode
     if mode.startswith("I") or mode == "F":
-        notes.append(f"{'16-bit' if mode.startswith('I;16') else mode + '-mode'} pixels "
+        notes.append(f"{'16-bit' if depth.startswith('I;16') else mode + '-mode'} pixels "
                      "scaled to 8 bit")
-        return Image.fromarray(_scale_to_8bit(np.asarray(img), mode), "L").convert("RGB"), notes
+        return Image.fromarray(_scale_to_8bit(np.asarray(img), depth), "L").convert("RGB"), notes
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if has_alpha:
         flat, note = _composite(img.convert("RGBA"))
@@ -211,17 +805,38 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
         raise ImageError(f"Pixels in mode {mode!r} cannot be converted to RGB ({err}).") from None
 
 
+def _frame_notes(facts: ImageFacts | None) -> tuple[int, list[str]]:
+    """The number of frames to report and the notes about them."""
+    if facts is None:
+        return 1, []
+    if facts.frames is None:
+        return 1, ["an animation with more frames than were counted: the first one is used"]
+    notes = []
+    if facts.frames > 1:
+        notes.append(f"{facts.frames} frames: the first one is used")
+    if facts.claimed_frames is not None and facts.claimed_frames != facts.frames:
+        notes.append(f"the header claims {facts.claimed_frames:,} frames, the file holds "
+                     f"{facts.frames:,}")
+    return facts.frames, notes
+
+
 def decode_image(
     data: bytes | bytearray | memoryview,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    isolate: bool | None = None,
+    worker_seconds: float = WORKER_SECONDS,
+    worker_memory: int = WORKER_MEMORY,
 ) -> DecodedImage:
-    """Decode an upload safely into an upright 8-bit RGB image (a GIF's first frame).
+    """Decode an upload safely into an upright 8-bit RGB working copy (a GIF's first frame).
 
-    Order of the checks: byte size, then the header (format, pixel count, Pillow's own
-    decompression-bomb guard), and only then the pixels. Raises :class:`ImageError` for
-    an empty, oversized, truncated, corrupt or non-image file.
+    Order of the checks: byte size, then the structure (:func:`inspect_image`: claimed
+    size, sides, JPEG scans and data), then Pillow's header and decompression-bomb guard,
+    and only then the pixels, at the size needed. ``isolate``: None decodes small images
+    here and the rest in a worker process (see the module's docstring); True always uses
+    a worker, within ``worker_seconds`` and ``worker_memory``. Raises :class:`ImageError`
+    for an empty, oversized, truncated, corrupt, too costly or non-image file.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
@@ -231,38 +846,41 @@ def decode_image(
     if len(data) > max_bytes:
         raise ImageError(f"The file is {len(data):,} bytes ({_mib(len(data))}), over the "
                          f"limit of {max_bytes:,} bytes ({_mib(max_bytes)}).")
-    img = _open_checked(data, max_pixels)
-    fmt, mode = img.format or "?", img.mode
-    notes: list[str] = []
+    facts = inspect_image(data)
+    if facts is None:
+        raise _unidentified(data)
+    refusal = _size_refusal(facts, max_pixels, len(data))
+    if refusal:
+        raise ImageError(refusal)
+    memory = _decode_memory(facts)
+    inline = (isolate is not True and memory is not None and memory <= INLINE_MEMORY
+              and facts.scans <= INLINE_JPEG_SCANS and not facts.heavy)
+    if inline:
+        pixels = _decode_pixels(data, max_pixels)
+    else:
+        needed = None if memory is None else _WORKER_BASE_BYTES + memory
+        if needed is not None and needed > worker_memory:
+            raise ImageError(f"Decoding this image would need about {needed / 2**20:,.0f} MB "
+                             f"of memory, more than the {worker_memory / 2**20:,.0f} MB "
+                             "allowed for one upload. Scale it down and upload again.")
+        pixels = _decode_in_worker(data, max_pixels, worker_seconds, worker_memory)
+    frames, notes = _frame_notes(facts)
     try:
-        frames = int(getattr(img, "n_frames", 1) or 1)
-    except Exception:  # noqa: BLE001 - a damaged later frame; the first may be fine
-        frames = 1
-        notes.append("later frames unreadable")
-    _load_pixels(img)
-    if frames > 1:
-        notes.append(f"{frames} frames: the first one is used")
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-        upright = ImageOps.exif_transpose(img)
-    except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the picture
-        orientation, upright = 1, img
-        notes.append("EXIF orientation unreadable: shown as stored")
-    if orientation not in (None, 1):
-        notes.append(f"EXIF orientation {orientation} applied")
-    try:
-        rgb, more = to_rgb(upright)
+        rgb, more = to_rgb(pixels.image, pixels.mode)
     except ImageError:
         raise
     except MemoryError:
         raise ImageError("The image is too large to convert in memory.") from None
     except Exception as err:  # noqa: BLE001 - e.g. a palette that does not parse
         raise ImageError(f"The image's pixels could not be converted to RGB ({err}).") from None
-    return DecodedImage(image=rgb, format=fmt, mode=mode, frames=frames,
-                        notes=tuple(notes + more))
+    damage = ([facts.incomplete] if facts.incomplete else []) + list(pixels.warnings)
+    return DecodedImage(image=rgb, format=pixels.format, mode=pixels.mode, frames=frames,
+                        size=pixels.size, notes=tuple(notes + pixels.notes + more),
+                        warnings=tuple(damage), isolated=not inline,
+                        worker_peak=pixels.worker_peak)
 
 
-def read_image_file(path: str | Path, **bounds: int) -> DecodedImage:
+def read_image_file(path: str | Path, **bounds: Any) -> DecodedImage:
     """:func:`decode_image` on a file's bytes (a sample image, say)."""
     path = Path(path)
     try:
@@ -275,11 +893,38 @@ def read_image_file(path: str | Path, **bounds: int) -> DecodedImage:
     return decode_image(data, **bounds)
 
 
+# ----------------------------------------------------------------------------- display
+
+
 def preview(image: Image.Image, max_side: int = 480) -> Image.Image:
     """A copy for display, at most ``max_side`` on its longer side and at least 1 px on the
-    shorter (a 100000x1 strip stays drawable; browsers and JPEG stop at 65,535)."""
+    shorter (a 60000x1 strip stays drawable; browsers and JPEG stop at 65,535).
+
+    Reduced by whole factors first (``reducing_gap``), so the resampling's coefficient
+    tables stay small whatever the aspect ratio.
+    """
     w, h = image.size
     if max(w, h) <= max_side:
         return image
     k = max_side / max(w, h)
-    return image.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BILINEAR)
+    return image.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BILINEAR,
+                        reducing_gap=3.0)
+
+
+def markdown_literal(text: str, max_chars: int = 100) -> str:
+    """``text`` (a file name, say) as a Markdown code span that shows exactly its characters.
+
+    Nothing inside is read as Markdown, a link, an emoji or icon shortcode, a colour
+    directive or LaTeX. Characters that do not print (NUL, line breaks, direction
+    overrides) become U+FFFD; longer names are cut to ``max_chars`` with an ellipsis.
+    """
+    clean = "".join(ch if ch.isprintable() else "\ufffd" for ch in text) or "\ufffd"
+    if len(clean) > max_chars:
+        clean = clean[:max_chars - 1] + "\u2026"
+    fence = "`" * (max((len(run) for run in re.findall("`+", clean)), default=0) + 1)
+    pad = " " if clean[0] in "` " or clean[-1] in "` " else ""
+    return f"{fence}{pad}{clean}{pad}{fence}"
+
+
+if __name__ == "__main__":
+    _worker_main()

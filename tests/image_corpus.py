@@ -1,8 +1,11 @@
 """A corpus of broken, hostile and awkward image files, made in memory for the tests.
 
-Each entry is a :class:`Case`: a file name (what an upload would be called), its bytes,
-and either ``usable=False`` with a phrase the refusal must contain, or ``usable=True``
-with the size the decoded, upright image must have.
+Each entry of :func:`corpus` is a :class:`Case`: a file name (what an upload would be
+called), its bytes, and either ``usable=False`` with a phrase the refusal must contain, or
+``usable=True`` with the size the decoded, upright image must have. The builders below
+also make the costly files of issue 12 (decompression bombs that are legal images, scan
+bombs, lying headers) without ever holding their pixels: each is a few bytes to a few
+hundred kilobytes, made in milliseconds.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-PAGE_LIMIT_BYTES = 5 * 2**20  # .streamlit/config.toml's server.maxUploadSize
+PAGE_LIMIT_BYTES = 5 * 2**20  # the Classify page's upload limit (views/classify.py)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ def _save(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+# ------------------------------------------------------------------------------- PNG
+
+
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(
         ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
@@ -49,14 +55,169 @@ def png_claiming(width: int, height: int, bit_depth: int = 8, color_type: int = 
     return b"\x89PNG\r\n\x1a\n" + body + _chunk(b"IEND", b"")
 
 
-def png_bomb(side: int) -> bytes:
-    """A real, valid 1-bit PNG of ``side`` x ``side`` zeros: a few hundred KB that expand
-    to side^2 pixels. Compressed row by row, so making it costs no memory."""
+def png_one_bit(width: int, height: int) -> bytes:
+    """A real, valid 1-bit PNG of ``width`` x ``height`` zeros: a few KB that expand to
+    width x height pixels. Compressed row by row, so making it costs no memory."""
     comp = zlib.compressobj(9)
-    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
-    parts = [comp.compress(row) for _ in range(side)]
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    parts = [comp.compress(row) for _ in range(height)]
     parts.append(comp.flush())
-    return png_claiming(side, side, bit_depth=1, color_type=0, idat=b"".join(parts))
+    return png_claiming(width, height, bit_depth=1, color_type=0, idat=b"".join(parts))
+
+
+def png_bomb(side: int) -> bytes:
+    """A square :func:`png_one_bit` (a few hundred KB that expand to side^2 pixels)."""
+    return png_one_bit(side, side)
+
+
+def apng_claiming(frames: int, real_frames: int = 2) -> bytes:
+    """An animated PNG holding ``real_frames`` frames whose header (acTL) claims ``frames``."""
+    images = [Image.new("RGB", (24, 16), (60 * i, 90, 200 - 60 * i)) for i in range(real_frames)]
+    data = _save(images[0], "PNG", save_all=True, append_images=images[1:], duration=100)
+    at = data.index(b"acTL")
+    body = struct.pack(">II", frames, 0)
+    return data[:at - 4] + _chunk(b"acTL", body) + data[at + 4 + 8 + 4:]
+
+
+# ------------------------------------------------------------------------------ JPEG
+
+
+def _segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of every segment before the first scan's data, and each scan
+    (marker 0xDA) up to the next marker: enough to cut and splice JPEG files."""
+    out, pos = [], 2
+    while pos < len(data):
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            out.append((marker, pos, pos + 2))
+            break
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        end = pos + 2 + length
+        if marker == 0xDA:  # entropy-coded data runs to the next real marker
+            while True:
+                end = data.index(b"\xff", end)
+                if data[end + 1] not in (0x00, *range(0xD0, 0xD8)):
+                    break
+                end += 2
+        out.append((marker, pos, end))
+        pos = end
+    return out
+
+
+def jpeg_flat(width: int, height: int) -> bytes:
+    """A valid baseline grey JPEG of ``width`` x ``height`` in one flat tone (160), built
+    bit by bit: two bits per 8x8 block, so 7000 x 7000 is 191 KB, made without pixels."""
+    dqt = b"\xff\xdb" + struct.pack(">H", 67) + b"\x00" + bytes([255] + [1] * 63)
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    # DC table: category 0 -> "0", category 1 -> "10"; AC table: end of block -> "0".
+    counts_dc, counts_ac = bytes([1, 1] + [0] * 14), bytes([1] + [0] * 15)
+    dc = b"\xff\xc4" + struct.pack(">H", 2 + 17 + 2) + b"\x00" + counts_dc + b"\x00\x01"
+    ac = b"\xff\xc4" + struct.pack(">H", 2 + 17 + 1) + b"\x10" + counts_ac + b"\x00"
+    sos = b"\xff\xda" + struct.pack(">HB", 8, 1) + b"\x01\x00" + b"\x00\x3f\x00"
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    # First block: DC difference +1 (x 255 = level 160), then end of block: "1010".
+    # Every later block: difference 0, end of block: "00". Pad the last byte with ones.
+    bits = 4 + 2 * (blocks - 1)
+    body = bytearray((bits + 7) // 8)
+    body[0] = 0b10100000
+    if bits % 8:
+        body[-1] |= (1 << (8 - bits % 8)) - 1
+    return b"\xff\xd8" + dqt + sof + dc + ac + sos + bytes(body) + b"\xff\xd9"
+
+
+def _noise(w: int, h: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+
+
+def _photo(w: int = 160, h: int = 120, seed: int = 0) -> Image.Image:
+    """Smooth shapes on a gradient: JPEG-friendly, unlike noise, and never mid-grey rows."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(20, 235, w, dtype=np.float32)[None, :, None]
+    img = Image.fromarray((ramp * np.array([1.0, 0.6, 0.3])).repeat(h, axis=0)
+                          .astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        draw.ellipse((x, y, x + w // 4, y + h // 4),
+                     fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return img
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real 64 x 64 JPEG whose frame header is rewritten to say ``width`` x ``height``."""
+    data = bytearray(_save(_noise(64, 64, 3), "JPEG", quality=90))
+    at = data.index(b"\xff\xc0")
+    data[at + 5:at + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def jpeg_cut_short(fraction: float = 0.5, progressive: bool = False) -> bytes:
+    """A 160 x 120 photo-like JPEG cut after ``fraction`` of its bytes, with the end marker
+    appended (what a broken download or a crafted file looks like). Progressive files are
+    cut at a scan boundary near ``fraction``."""
+    data = _save(_photo(), "JPEG", quality=92, progressive=progressive)
+    cut = int(len(data) * fraction)
+    if progressive:
+        cut = max(end for marker, _, end in _segments(data) if marker == 0xDA and end <= cut)
+    return data[:cut] + b"\xff\xd9"
+
+
+def jpeg_scan_bomb(scans: int) -> bytes:
+    """A small progressive JPEG of ``scans`` scans in all, its last scan repeated: legal
+    syntax, and libjpeg makes one pass over the picture per scan."""
+    data = _save(_photo(32, 24), "JPEG", quality=80, progressive=True)
+    own = [s for s in _segments(data) if s[0] == 0xDA]  # Pillow writes 10
+    _, start, end = own[-1]
+    return data[:end] + data[start:end] * (scans - len(own)) + b"\xff\xd9"
+
+
+def jpeg_with_orientation(value: int) -> bytes:
+    """A 30 x 20 JPEG whose EXIF orientation tag says ``value`` (valid: 1-8)."""
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return _save(_photo(30, 20), "JPEG", quality=90, exif=exif.tobytes())
+
+
+# ------------------------------------------------------------------------------ WebP
+
+
+class _Bits:
+    """A little-endian bit writer, as WebP's lossless format reads bits."""
+
+    def __init__(self) -> None:
+        self.value, self.count = 0, 0
+
+    def put(self, value: int, count: int) -> None:
+        self.value |= (value & ((1 << count) - 1)) << self.count
+        self.count += count
+
+    def bytes(self) -> bytes:
+        return self.value.to_bytes((self.count + 7) // 8, "little")
+
+
+def webp_flat(width: int, height: int, rgb: tuple[int, int, int] = (30, 160, 90)) -> bytes:
+    """A valid lossless WebP of ``width`` x ``height`` in one colour: about 34 bytes.
+
+    No transforms, no colour cache, and five prefix codes of a single symbol each, so
+    every pixel costs zero bits: the file's size does not depend on the picture's.
+    """
+    bits = _Bits()
+    bits.put(0x2F, 8)
+    bits.put(width - 1, 14)
+    bits.put(height - 1, 14)
+    bits.put(0, 1 + 3)  # no alpha, version 0
+    bits.put(0, 1 + 1 + 1)  # no transform, no colour cache, no meta prefix codes
+    for symbol in (rgb[1], rgb[0], rgb[2], 255, 0):  # green, red, blue, alpha, distance
+        bits.put(0b101, 3)  # simple code with one 8-bit symbol
+        bits.put(symbol, 8)
+    payload = bits.bytes()
+    payload += b"\0" * (len(payload) % 2)
+    chunk = b"VP8L" + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
+# ---------------------------------------------------------------------- the corpus
 
 
 def _digit_like(size: int = 64) -> Image.Image:
@@ -64,11 +225,6 @@ def _digit_like(size: int = 64) -> Image.Image:
     ImageDraw.Draw(img).ellipse((size // 4, size // 6, 3 * size // 4, 5 * size // 6),
                                 outline="black", width=max(2, size // 10))
     return img
-
-
-def _noise(w: int, h: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
 
 
 def _exif_rotated_jpeg() -> bytes:
@@ -118,7 +274,7 @@ def _png16() -> bytes:
 
 @cache
 def corpus() -> tuple[Case, ...]:
-    """Every case, built once per test session."""
+    """Every case, built once per test session (about 1 MB in all, in under a second)."""
     good_png = _save(_noise(64, 64), "PNG")
     good_jpeg = _save(_noise(64, 64, 1), "JPEG", quality=90)
     bad_crc = bytearray(good_png)
@@ -140,6 +296,13 @@ def corpus() -> tuple[Case, ...]:
         Case("bomb-81mp.png", png_bomb(9000), False, "megapixels"),
         Case("header-100000x100000.png", png_claiming(100000, 100000), False,
              "decompression bomb"),
+        Case("one-bit-50000000x1.png", png_one_bit(50_000_000, 1), False,
+             "longest side allowed is 65,535"),
+        Case("strip-100000x1.png", _save(Image.new("L", (100000, 1), 200), "PNG"), False,
+             "longest side allowed"),
+        Case("scan-bomb.jpg", jpeg_scan_bomb(20_000), False, "more than 100 scans"),
+        Case("header-lies-7000.jpg", jpeg_claiming(7000, 7000), False,
+             "damaged or crafted"),
         Case("tiff-renamed.png", _save(_noise(8, 8), "TIFF"), False, "tiff file"),
         Case("iphone.jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64),
              False, "heic"),
@@ -150,16 +313,21 @@ def corpus() -> tuple[Case, ...]:
              size=(1, 1)),
         Case("large-legal.png", _save(Image.new("L", (5000, 4000), 90), "PNG",
                                       compress_level=1), True, size=(5000, 4000)),
-        Case("strip-100000x1.png", _save(Image.new("L", (100000, 1), 200), "PNG"), True,
-             size=(100000, 1)),
+        Case("flat-7000x7000.jpg", jpeg_flat(7000, 7000), True, size=(7000, 7000)),
+        Case("strip-60000x1.png", _save(Image.new("L", (60000, 1), 200), "PNG"), True,
+             size=(60000, 1)),
         Case("tower-1x60000.png", _save(Image.new("RGB", (1, 60000), (9, 9, 9)), "PNG"), True,
              size=(1, 60000)),
         Case("animated.gif", _animated_gif(), True, size=(32, 24)),
+        Case("apng-claims-2147483647-frames.png", apng_claiming(2_147_483_647), True,
+             size=(24, 16)),
         Case("cmyk.jpg", _save(Image.new("CMYK", (40, 30), (0, 255, 255, 0)), "JPEG",
                                quality=95), True, size=(40, 30)),
         Case("gray16.png", _png16(), True, size=(256, 8)),
         Case("palette-transparent.png", _palette_transparent_png(), True, size=(40, 40)),
         Case("exif-rotated.jpg", _exif_rotated_jpeg(), True, size=(40, 60)),
+        Case("exif-orientation-99.jpg", jpeg_with_orientation(99), True, size=(30, 20)),
+        Case("cut-short.jpg", jpeg_cut_short(0.5), True, size=(160, 120)),
         Case("rgba-light-strokes.png", _rgba_light_strokes(), True, size=(48, 48)),
         Case("la.png", _la_png(), True, size=(30, 20)),
         Case("digit.webp", _save(_digit_like(), "WEBP", lossless=True), True, size=(64, 64)),

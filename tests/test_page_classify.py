@@ -8,10 +8,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cnncompare import pretrained
+from cnncompare import pretrained, uploads
 from cnncompare.paths import SAMPLES_DIR
 from tests.conftest import REPO
-from tests.image_corpus import corpus
+from tests.image_corpus import corpus, jpeg_cut_short
 
 PAGE = str(REPO / "views" / "classify.py")
 MIME = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp",
@@ -72,7 +72,7 @@ def test_every_corpus_upload_gets_a_message_or_a_prediction(page_with_lenet):
                        for c in _texts(at, "caption")), case.name
         else:
             assert len(errors) == 1, (case.name, errors)
-            assert errors[0].startswith(f"**{case.name}** cannot be used: ")
+            assert errors[0].startswith(f"`{case.name}` cannot be used: ")
             assert case.expect in errors[0].lower(), (case.name, errors[0])
             assert "Traceback" not in errors[0]
             assert not any(t.startswith("One model") for t in _texts(at, "markdown"))
@@ -168,3 +168,83 @@ def test_reachable_from_the_app_navigation(page_with_lenet):
     assert not at.exception
     assert at.title[0].value == "Classify"
     assert any(t.startswith("One model: it says **") for t in _texts(at, "markdown"))
+
+
+def _png(size=(40, 30)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, (250, 250, 250)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", [
+    "nul\x00byte.png", "no-extension", "setup.exe", "**bold** [link](http://evil.example) "
+    ":red[red] :material/home: $x^2$.png",
+])
+def test_any_file_name_gets_the_page_not_a_traceback(page_with_lenet, name):
+    """Streamlit checks extensions itself when the uploader has `type=`, before the page
+    runs: a NUL byte, no extension or ".exe" then raise outside the page's reach."""
+    at = page_with_lenet
+    _upload(at, name, _png())  # an image, whatever the name says: the contents decide
+    assert not at.exception, at.exception
+    assert not at.error
+    assert any(t.startswith("One model: it says **") for t in _texts(at, "markdown"))
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert uploads.markdown_literal(name) + ": PNG, 40 x 30 pixels" in captions  # plain text
+    _upload(at, name, b"MZ\x90\x00 not an image at all")
+    assert not at.exception
+    (error,) = _texts(at, "error")
+    assert error.startswith(uploads.markdown_literal(name) + " cannot be used: ")
+
+
+def test_the_page_and_the_server_agree_on_the_upload_limit(page_with_lenet):
+    import tomllib
+
+    at = page_with_lenet
+    widget = at.file_uploader(key="classify_upload")
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    server_mb = config["server"]["maxUploadSize"]
+    # The browser refuses files over the widget's limit; the server (which counts the
+    # request around the file too) allows a whole megabyte more.
+    assert widget.proto.max_upload_size_mb == 5 and server_mb >= 6
+    limit = widget.proto.max_upload_size_mb * 2**20
+    exact = _png()
+    exact = exact[:-12] + b"\x00" * (limit - len(exact)) + exact[-12:]  # padding after IEND
+    assert len(exact) == limit
+    _upload(at, "exactly-5-MB.png", exact)
+    assert not at.exception and not at.error
+    assert any(t.startswith("One model: it says **") for t in _texts(at, "markdown"))
+    _upload(at, "one-byte-more.png", exact + b"\x00")
+    (error,) = _texts(at, "error")
+    assert "over the limit of 5,242,880 bytes" in error
+
+
+def test_a_damaged_jpeg_is_classified_under_a_visible_warning(page_with_lenet):
+    at = page_with_lenet
+    _upload(at, "cut.jpg", jpeg_cut_short(0.5))
+    assert not at.exception and not at.error
+    (warning,) = _texts(at, "warning")
+    assert warning.startswith("The JPEG data ends early")
+    assert any(t.startswith("One model: it says **") for t in _texts(at, "markdown"))
+
+
+def test_an_upload_is_decoded_once_across_reruns(page_with_lenet, monkeypatch):
+    calls = []
+    real = uploads.decode_image
+
+    def counted(data, **kwargs):
+        calls.append(len(data))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(uploads, "decode_image", counted)
+    at = page_with_lenet
+    _upload(at, "once.png", _png())
+    at.radio(key="classify_invert").set_value("Invert").run()
+    at.radio(key="classify_invert").set_value("Keep as is").run()
+    assert not at.exception and len(calls) == 1
+    _upload(at, "bad.png", b"not an image")  # a refusal is remembered too
+    at.radio(key="classify_invert").set_value("Invert").run()
+    assert len(calls) == 2 and len(_texts(at, "error")) == 1

@@ -14,7 +14,10 @@ from cnncompare.store import ResultsStore
 COLUMNS_PER_ROW = 3
 PREVIEW_SIDE = 240  # px, the uploaded image as shown
 QUICK_EPOCHS = 5  # LeNet on the digits: about 95% test accuracy in a few seconds on a CPU
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+UPLOAD_MB = 5  # one photo. The server's own limit (.streamlit/config.toml) is 1 MB more:
+# it counts the whole upload request, the form's envelope included, so a file of exactly
+# this size must still fit under it.
+SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 INVERT_CHOICES = {"Auto": None, "Invert": True, "Keep as is": False}
 
 st.title("Classify")
@@ -25,12 +28,17 @@ st.markdown(
 
 # ------------------------------------------------------------------------------ image
 left, right = st.columns(2)
-upload = left.file_uploader("Your image (drag and drop)", type=UPLOAD_TYPES,
-                            key="classify_upload",
-                            help="PNG, JPEG, WebP, BMP or GIF (first frame).")
-samples = sorted((p for p in paths.SAMPLES_DIR.glob("*") if p.suffix.lower() in (
-    ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")),
-    key=lambda p: (not p.name.startswith("digit"), p.name))  # digits first
+# The browser refuses files over upload_mb itself; the server's limit leaves room for the
+# request's envelope, so the two never disagree (a file of exactly upload_mb is accepted).
+upload_mb = max(1, min(UPLOAD_MB, int(st.get_option("server.maxUploadSize")) - 1))
+# No `type=`: Streamlit would check the file name's extension before this script runs and
+# raise there (a name with a NUL byte, no extension or ".exe" gives a traceback the page
+# cannot catch). The contents decide here, with one clear message for anything else.
+upload = left.file_uploader(
+    "Your image (drag and drop)", key="classify_upload", max_upload_size=upload_mb,
+    help=f"PNG, JPEG, WebP, BMP or GIF (first frame), up to {upload_mb} MB.")
+samples = sorted((p for p in paths.SAMPLES_DIR.glob("*") if p.suffix.lower() in SAMPLE_SUFFIXES),
+                 key=lambda p: (not p.name.startswith("digit"), p.name))  # digits first
 sample = right.selectbox("...or a sample", samples, format_func=lambda p: p.name,
                          key="classify_sample", disabled=upload is not None,
                          help="Digits from scikit-learn's set and its two sample photos.")
@@ -105,29 +113,51 @@ with st.expander("ImageNet-pretrained networks (torchvision)", expanded=bool(cac
                     st.rerun()
 
 # ----------------------------------------------------------------------------- result
+
+
+def decode_once(key: tuple, read) -> uploads.DecodedImage:
+    """The image behind ``key``, decoded once per session: a rerun (another model, the ink
+    switch) reuses it, and a refused file is not decoded again. ``read()`` gives its bytes."""
+    held = st.session_state.get("classify_decoded")
+    if held is None or held[0] != key:
+        try:
+            held = (key, uploads.decode_image(read(), max_bytes=upload_mb * 2**20))
+        except uploads.ImageError as err:
+            held = (key, err)
+        except OSError as err:  # a sample that cannot be read
+            held = (key, uploads.ImageError(f"The file cannot be read ({err.strerror or err})."))
+        st.session_state["classify_decoded"] = held
+    if isinstance(held[1], uploads.ImageError):
+        raise held[1]
+    return held[1]
+
+
 if upload is not None:
-    name, data = upload.name, upload.getvalue()
+    name = upload.name
+    source = ("upload", upload.file_id, upload.size)
+    read = upload.getvalue
 elif sample is not None:
     name = sample.name
-    try:
-        data = sample.read_bytes()
-    except OSError as err:
-        st.error(f"The sample {name} cannot be read: {err.strerror or err}")
-        st.stop()
+    source = ("sample", str(sample))
+    read = sample.read_bytes
 else:
     st.info("Upload an image or pick a sample.")
     st.stop()
 
-limit = int(st.get_option("server.maxUploadSize")) * 2**20
+shown_name = uploads.markdown_literal(name)  # a name is text, never Markdown
 try:
-    decoded = uploads.decode_image(data, max_bytes=limit)
+    decoded = decode_once(source, read)
 except uploads.ImageError as err:
-    st.error(f"**{name}** cannot be used: {err}", icon=":material/broken_image:")
+    st.error(f"{shown_name} cannot be used: {err}", icon=":material/broken_image:")
     st.stop()
 
-# Shrunk here, not by st.image(width=...): Streamlit rounds a 100000x1 strip to 0 px high.
-st.image(uploads.preview(decoded.image, PREVIEW_SIDE), caption=f"{name}: {decoded.format}, "
-         f"{decoded.size[0]}x{decoded.size[1]}" + "".join(f"; {n}" for n in decoded.notes))
+for warning in decoded.warnings:
+    st.warning(warning, icon=":material/warning:")
+# Shrunk here, not by st.image(width=...): Streamlit rounds a 60000x1 strip to 0 px high.
+width, height = decoded.size
+caption = f"{shown_name}: {decoded.format}, {width:,} x {height:,} pixels"
+st.image(uploads.preview(decoded.image, PREVIEW_SIDE),
+         caption=caption + "".join(f"; {note}" for note in decoded.notes))
 if not chosen:
     st.info("Choose at least one network above.")
     st.stop()

@@ -163,13 +163,14 @@ class Pools(NamedTuple):
 # Data roots
 
 
-def not_allowed_error(root: str | os.PathLike) -> DatasetNotFoundError:
+def not_allowed_error(title: str, root: str | os.PathLike) -> DatasetNotFoundError:
     """The one message for a data root that does not exist or may not be read here: it
     does not say which, so the app reveals nothing about the server's files."""
     return DatasetNotFoundError(
-        f"The data root {os.fspath(root)} was not found or is not allowed. Data roots must "
-        f"be inside one of the folders this server allows (the results home, the project's "
-        f"data folder, or one named in {datafiles.DATA_ROOTS_ENV})."
+        f"Cannot read {title} from {os.fspath(root)}: the folder was not found or is not "
+        f"allowed. Data roots must be inside one of the folders this server allows (the "
+        f"results home, the project's data folder, or one named in "
+        f"{datafiles.DATA_ROOTS_ENV})."
     )
 
 
@@ -183,12 +184,12 @@ def _data_root(src: DatasetSource, root: str | os.PathLike | None, download: boo
     try:
         base = Path(os.path.realpath(Path(root).expanduser()))
     except (OSError, ValueError, RuntimeError):  # a NUL byte, a loop, a name too long
-        raise not_allowed_error(root) from None
+        raise not_allowed_error(src.info.title, root) from None
     if allowed_roots is not None:
         allowed = any(datafiles.inside(base, a) for a in allowed_roots)
         exists = base.is_dir() or (download and src.info.downloadable and not base.exists())
         if not (allowed and exists):
-            raise not_allowed_error(root)
+            raise not_allowed_error(src.info.title, root)
     return base
 
 

@@ -262,6 +262,8 @@ class DatasetSource:
 
 
 class DigitsSource(DatasetSource):
+    """scikit-learn's 1,797 bundled 8x8 digits, scaled to 0..255; no files, no root."""
+
     info = DatasetInfo(
         "digits", "scikit-learn digits", 1, 28, LIGHT_ON_DARK, _DIGIT_NAMES, False,
         "1,797 handwritten 8x8 digits bundled with scikit-learn, upsampled; works offline.",
@@ -288,7 +290,6 @@ _IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-
 
 
 class IdxSource(DatasetSource):
@@ -400,6 +401,8 @@ class IdxSource(DatasetSource):
 
 
 class CifarSource(DatasetSource):
+    """CIFAR-10's python batches in ``root/cifar-10-batches-py`` or ``root`` itself."""
+
     info = DatasetInfo(
         "cifar10", "CIFAR-10", 3, 32, NATURAL,
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",

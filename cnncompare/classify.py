@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -185,13 +187,52 @@ def enlarge(image: Image.Image, min_side: int = 224) -> Image.Image:
 
 # -------------------------------------------------------------------------- prediction
 
+SINGLE_THREAD_MAX_INPUT = 64
+"""Networks whose input is at most this many pixels a side run on the CPU with one
+intra-op thread. At batch 1 their operators last microseconds, so splitting each over
+threads costs more than it gains, and when another program (the browser drawing the page)
+holds a core, every operator waits for it: on two cores the three small networks of
+``benchmarks/classify_latency.py`` took 0.5-3 s with two threads and about 0.1 s with one.
+Larger inputs (ImageNet's 224 px) keep the process's thread count: there two threads win."""
+
+_POOL_NAME = "cnncompare-small-networks"
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _one_intra_op_thread() -> None:
+    """Give the calling thread one intra-op thread and leave every other thread's as it was.
+
+    ``torch.set_num_threads`` sets the calling thread's count and also the default that
+    threads started later take; a short-lived helper thread puts that default back.
+    """
+    default = torch.get_num_threads()
+    torch.set_num_threads(1)
+    helper = threading.Thread(target=torch.set_num_threads, args=(default,))
+    helper.start()
+    helper.join()
+
+
+def _small_network_thread() -> ThreadPoolExecutor:
+    """The one thread that runs small networks (see :data:`SINGLE_THREAD_MAX_INPUT`)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_POOL_NAME,
+                                       initializer=_one_intra_op_thread)
+        return _pool
+
 
 @dataclass
 class Classifier:
     """A network ready to classify: the module (eval mode), its classes, its input spec.
 
     ``lock`` serialises predictions: Grad-CAM hooks the module, so two sessions sharing
-    one cached classifier must not run it at the same time.
+    one cached classifier must not run it at the same time. ``saliency_layer`` remembers
+    the module Grad-CAM chose the first time (the rule depends on the network alone), so
+    later passes hook that module only. ``remembered`` keeps the last
+    :data:`REMEMBERED_PREDICTIONS` predictions made for a caller's image key (see
+    :func:`predict`); ``hits`` counts the times one was reused.
     """
 
     name: str
@@ -203,6 +244,10 @@ class Classifier:
     dataset: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    saliency_layer: str | None = field(default=None, compare=False)
+    remembered: OrderedDict[Hashable, Prediction] = field(
+        default_factory=OrderedDict, repr=False, compare=False)
+    hits: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -221,6 +266,7 @@ class Prediction:
     cam_layer: str | None
     arch: str = ""  # the network's registry name, for its colour
     device: str = "cpu"  # where it ran
+    threads: int = 1  # intra-op CPU threads it ran with
 
     @property
     def top1(self) -> str:
@@ -236,27 +282,69 @@ class Prediction:
                              "probability": self.probs})
 
 
+REMEMBERED_PREDICTIONS = 16
+"""Predictions a :class:`Classifier` keeps for images the caller named with a key."""
+
+
 def predict(clf: Classifier, image: Image.Image, *, k: int = 5, invert: bool | None = None,
-            saliency: bool = True) -> Prediction:
+            saliency: bool = True, key: Hashable | None = None) -> Prediction:
     """Top-``k`` classes, the forward time and (optionally) the Grad-CAM map of one image.
 
     The Grad-CAM pass runs first and doubles as a warm-up, so ``time_ms`` is a warm
-    forward pass (batch 1, under ``torch.inference_mode``) on the model's device.
+    forward pass (batch 1, under ``torch.inference_mode``) on the model's device. A small
+    network on the CPU runs in a thread of its own with one intra-op thread (see
+    :data:`SINGLE_THREAD_MAX_INPUT`); ``threads`` says how many it had.
+
+    ``key`` names the image (an upload's id, say): the same key with the same settings
+    returns the prediction made the first time, without running the network (a page that
+    reruns for another widget, or another session with the same image, waits for nothing).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    with clf.lock:
-        return _predict(clf, image, k, invert, saliency)
+    memo = None if key is None else (key, k, invert, saliency)
+    if memo is not None:
+        with clf.lock:
+            if memo in clf.remembered:
+                clf.remembered.move_to_end(memo)
+                clf.hits += 1
+                return clf.remembered[memo]
+    pred = _run(clf, image, k, invert, saliency)
+    if memo is not None:
+        with clf.lock:
+            clf.remembered[memo] = pred
+            while len(clf.remembered) > REMEMBERED_PREDICTIONS:
+                clf.remembered.popitem(last=False)
+    return pred
+
+
+def _run(clf: Classifier, image: Image.Image, k: int, invert: bool | None,
+         saliency: bool) -> Prediction:
+    """:func:`_predict` in the thread that suits the network."""
+    param = next(clf.module.parameters(), None)
+    on_cpu = param is None or param.device.type == "cpu"
+    if (on_cpu and clf.spec.input_size <= SINGLE_THREAD_MAX_INPUT
+            and not threading.current_thread().name.startswith(_POOL_NAME)):
+        return _small_network_thread().submit(_predict, clf, image, k, invert,
+                                              saliency).result()
+    return _predict(clf, image, k, invert, saliency)
 
 
 def _predict(clf: Classifier, image: Image.Image, k: int, invert: bool | None,
              saliency: bool) -> Prediction:
+    with clf.lock:
+        return _predict_locked(clf, image, k, invert, saliency)
+
+
+def _predict_locked(clf: Classifier, image: Image.Image, k: int, invert: bool | None,
+                    saliency: bool) -> Prediction:
     model = clf.module.eval()
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     prep = preprocess(image, clf.spec, invert)
     x = prep.tensor.to(device)
-    cam = grad_cam(model, x) if saliency else None
+    cam = grad_cam(model, x, layer=clf.saliency_layer) if saliency else None
+    if cam is not None:
+        clf.saliency_layer = cam.layer
     if cam is None:
         with torch.inference_mode():
             model(x)  # warm-up
@@ -280,7 +368,8 @@ def _predict(clf: Classifier, image: Image.Image, k: int, invert: bool | None,
                       shown=prep.shown, inverted=prep.inverted,
                       saliency=cam.map if cam is not None else None,
                       cam_layer=cam.layer if cam is not None else None, arch=clf.arch,
-                      device=device.type)
+                      device=device.type,
+                      threads=torch.get_num_threads() if device.type == "cpu" else 0)
 
 
 def agreement(preds: Sequence[Prediction]) -> str:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from cnncompare import classify as C
 from cnncompare.registry import get_model, model_info
@@ -144,6 +145,43 @@ def test_predict_checks_class_names_and_k():
     clf.class_names = ("a", "b")
     with pytest.raises(ValueError, match="class names"):
         C.predict(clf, img)
+
+
+def test_small_networks_run_on_one_intra_op_thread_and_leave_the_count_alone():
+    import threading
+
+    before = torch.get_num_threads()
+    pred = C.predict(_classifier(), Image.new("RGB", (40, 40)))  # 32 px input
+    assert pred.threads == 1 and torch.get_num_threads() == before
+    seen = {}
+    late = threading.Thread(target=lambda: seen.setdefault("n", torch.get_num_threads()))
+    late.start()
+    late.join()
+    assert seen["n"] == before  # threads started later keep the process's default
+    big = C.Classifier("big", nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1),
+                                            nn.Flatten(), nn.Linear(4, 3)),
+                       ("a", "b", "c"), C.InputSpec(input_size=96))
+    assert C.predict(big, Image.new("RGB", (100, 100))).threads == before
+
+
+def test_keyed_predictions_are_remembered_and_bounded(monkeypatch):
+    clf = _classifier()
+    img = Image.new("RGB", (40, 40), (90, 20, 200))
+    runs = []
+    real = C._predict_locked
+    monkeypatch.setattr(C, "_predict_locked", lambda *a: runs.append(a[3]) or real(*a))
+    first = C.predict(clf, img, key="upload-1")
+    assert C.predict(clf, img, key="upload-1") is first and clf.hits == 1
+    C.predict(clf, img, key="upload-1", invert=True)  # other settings: computed
+    C.predict(clf, img)  # no key: always computed
+    C.predict(clf, img)
+    assert runs == [None, True, None, None] and clf.hits == 1
+    assert clf.saliency_layer == "layer4" == first.cam_layer  # the rule ran once
+    for i in range(C.REMEMBERED_PREDICTIONS + 5):
+        C.predict(clf, img, key=f"other-{i}")
+    assert len(clf.remembered) == C.REMEMBERED_PREDICTIONS
+    C.predict(clf, img, key="upload-1")  # pushed out by newer ones: computed again
+    assert clf.hits == 1 and len(runs) == 4 + C.REMEMBERED_PREDICTIONS + 5 + 1
 
 
 def test_agreement_line():

@@ -248,3 +248,17 @@ def test_an_upload_is_decoded_once_across_reruns(page_with_lenet, monkeypatch):
     _upload(at, "bad.png", b"not an image")  # a refusal is remembered too
     at.radio(key="classify_invert").set_value("Invert").run()
     assert len(calls) == 2 and len(_texts(at, "error")) == 1
+
+
+def test_reruns_reuse_the_networks_answers(page_with_lenet, monkeypatch):
+    from cnncompare import classify
+
+    runs = []
+    real = classify._predict_locked
+    monkeypatch.setattr(classify, "_predict_locked", lambda *a: runs.append(a[3]) or real(*a))
+    at = page_with_lenet
+    _upload(at, "again.png", _png())
+    at.radio(key="classify_invert").set_value("Invert").run()
+    at.radio(key="classify_invert").set_value("Auto").run()  # seen before: reused
+    assert not at.exception and runs == [None, True]
+    assert [c.startswith("Prediction: ") for c in _texts(at, "caption")].count(True) == 1

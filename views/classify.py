@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-import torch
 
 from cnncompare import classify as C
 from cnncompare import gradcam, paths, plots, pretrained, ui, uploads
@@ -176,14 +175,13 @@ with st.spinner("Classifying..."):
     for kind, key in chosen:
         try:
             clf = load(kind, key)
-            predictions.append(C.predict(clf, decoded.image, k=5,
+            predictions.append(C.predict(clf, decoded.image, k=5, key=source,
                                          invert=INVERT_CHOICES[invert_label]))
         except (ValueError, RuntimeError, OSError) as err:  # a damaged checkpoint, say
             st.error(f"{key if kind == 'imagenet' else 'Run ' + key} could not classify "
                      f"this image: {err}")
 
 st.markdown(C.agreement(predictions))
-threads = torch.get_num_threads()
 for start in range(0, len(predictions), COLUMNS_PER_ROW):
     row = predictions[start:start + COLUMNS_PER_ROW]
     for offset, (col, pred) in enumerate(zip(st.columns(COLUMNS_PER_ROW), row, strict=False)):
@@ -203,5 +201,10 @@ for start in range(0, len(predictions), COLUMNS_PER_ROW):
                 images.insert(0, gradcam.overlay(shown, pred.saliency))
                 captions.insert(0, f"Grad-CAM on {pred.cam_layer}")
             st.image(images, caption=captions, width=150)
-            st.caption(f"Prediction: {pred.time_ms:.1f} ms (one forward pass, batch 1, "
-                       f"{pred.device.upper()}, {threads} threads)")
+            if pred.device == "cpu":
+                timing = (f"Prediction: {pred.time_ms:.1f} ms (one forward pass at batch 1 "
+                          f"on the CPU, intra-op threads: {pred.threads})")
+            else:
+                timing = (f"Prediction: {pred.time_ms:.1f} ms (one forward pass at batch 1 "
+                          f"on {pred.device.upper()})")
+            st.caption(timing)

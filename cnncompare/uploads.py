@@ -374,6 +374,10 @@ def _inspect_gif(data: bytes, facts: ImageFacts) -> None:
             break
         if kind == 0x2C:  # image descriptor (+ local colour table, LZW code size)
             frames += 1
+            if frames == 1:  # Pillow grows the canvas to hold the first frame
+                left, top, width, height = struct.unpack("<HHHH", data[pos + 1:pos + 9])
+                facts.width = max(facts.width, left + width)
+                facts.height = max(facts.height, top + height)
             local = data[pos + 9]
             pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
         elif kind == 0x21:  # extension: label, then sub-blocks
@@ -591,14 +595,22 @@ def _reducible(img: Image.Image) -> Image.Image:
     return img
 
 
-def _decode_pixels(data: bytes, max_pixels: int) -> _Pixels:
+def _decode_pixels(data: bytes, max_pixels: int,
+                   expected: tuple[int, int] | None = None) -> _Pixels:
     """Open, decode at the size needed, reduce, turn upright: the work a worker does.
 
-    Uses Pillow only (no numpy), so that a worker process starts fast.
+    ``expected`` is the size :func:`inspect_image` read; a decoder that finds another one
+    (a second JPEG frame header, say) is not trusted with the pixels. Uses Pillow only (no
+    numpy), so that a worker process starts fast.
     """
     img = _open_checked(data, max_pixels)
     fmt, mode = img.format or "?", img.mode
     width, height = img.size
+    if expected is not None and tuple(expected) != (width, height):
+        raise ImageError(f"The file's headers disagree about the picture's size ("
+                         f"{expected[0]:,} x {expected[1]:,} in one place, {width:,} x "
+                         f"{height:,} in another): it is damaged or crafted, so it was not "
+                         "decoded.")
     factor = working_factor(width, height)
     scale = 1
     if fmt == "JPEG" and factor > 1:
@@ -641,7 +653,8 @@ def _decode_pixels(data: bytes, max_pixels: int) -> _Pixels:
 _WORKER_SLOTS = threading.BoundedSemaphore(WORKERS)
 
 
-def _decode_in_worker(data: bytes, max_pixels: int, seconds: float, memory: int) -> _Pixels:
+def _decode_in_worker(data: bytes, max_pixels: int, seconds: float, memory: int,
+                      expected: tuple[int, int] | None = None) -> _Pixels:
     """:func:`_decode_pixels` in a fresh process with a memory cap and a deadline."""
     limits = f"{seconds:g} seconds and {memory / 2**20:,.0f} MB"
     if not _WORKER_SLOTS.acquire(timeout=seconds):
@@ -649,7 +662,7 @@ def _decode_in_worker(data: bytes, max_pixels: int, seconds: float, memory: int)
                          "moment.")
     try:
         header = json.dumps({"max_pixels": max_pixels, "seconds": seconds,
-                             "memory": memory}).encode()
+                             "memory": memory, "expected": expected}).encode()
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and this very file
             [sys.executable, "-I", str(Path(__file__).resolve())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -708,7 +721,7 @@ def _worker_main() -> None:
         pass
     data = stdin.read()
     try:
-        result = _decode_pixels(data, int(job["max_pixels"]))
+        result = _decode_pixels(data, int(job["max_pixels"]), job.get("expected"))
         reply = {"ok": True, "format": result.format, "mode": result.mode,
                  "size": list(result.size), "notes": result.notes,
                  "warnings": result.warnings, "image_mode": result.image.mode,
@@ -855,15 +868,17 @@ def decode_image(
     memory = _decode_memory(facts)
     inline = (isolate is not True and memory is not None and memory <= INLINE_MEMORY
               and facts.scans <= INLINE_JPEG_SCANS and not facts.heavy)
+    expected = (None if facts.width is None or facts.height is None
+                else (facts.width, facts.height))
     if inline:
-        pixels = _decode_pixels(data, max_pixels)
+        pixels = _decode_pixels(data, max_pixels, expected)
     else:
         needed = None if memory is None else _WORKER_BASE_BYTES + memory
         if needed is not None and needed > worker_memory:
             raise ImageError(f"Decoding this image would need about {needed / 2**20:,.0f} MB "
                              f"of memory, more than the {worker_memory / 2**20:,.0f} MB "
                              "allowed for one upload. Scale it down and upload again.")
-        pixels = _decode_in_worker(data, max_pixels, worker_seconds, worker_memory)
+        pixels = _decode_in_worker(data, max_pixels, worker_seconds, worker_memory, expected)
     frames, notes = _frame_notes(facts)
     try:
         rgb, more = to_rgb(pixels.image, pixels.mode)

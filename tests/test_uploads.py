@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,7 @@ def test_usable_files_decode_to_upright_8bit_rgb(case):
     assert abs(h - case.size[1] / k) <= case.size[1] / k / 2 + 1
 
 
-@pytest.fixture
-def nothing_decoded(monkeypatch):
+def _forbid_decoding(monkeypatch) -> None:
     """Make decoding a pixel, or starting a worker, fail the test loudly."""
     def boom(*args, **kwargs):
         raise AssertionError("pixels decoded or a worker started")
@@ -69,6 +69,11 @@ def nothing_decoded(monkeypatch):
     monkeypatch.setattr(Image.Image, "load", boom)
     monkeypatch.setattr("PIL.ImageFile.ImageFile.load", boom)
     monkeypatch.setattr(U.subprocess, "Popen", boom)
+
+
+@pytest.fixture
+def nothing_decoded(monkeypatch):
+    _forbid_decoding(monkeypatch)
 
 
 def test_bomb_is_refused_from_the_header_before_decoding(nothing_decoded, monkeypatch):
@@ -92,6 +97,39 @@ def test_bomb_is_refused_from_the_header_before_decoding(nothing_decoded, monkey
 def test_costly_files_are_refused_from_their_structure(nothing_decoded, data, phrase):
     with pytest.raises(U.ImageError, match=phrase):
         U.decode_image(data)
+
+
+def _gif_with_first_frame(width: int, height: int) -> bytes:
+    """A 10 x 10 GIF whose first frame's descriptor says ``width`` x ``height``."""
+    buf = io.BytesIO()
+    Image.new("P", (10, 10), 1).save(buf, "GIF")
+    data = bytearray(buf.getvalue())
+    at = data.index(b"\x2c")
+    data[at + 5:at + 9] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+def _jpeg_with_two_frame_headers(width: int, height: int) -> bytes:
+    """A 64 x 64 JPEG with a second frame header saying ``width`` x ``height``."""
+    data = _save_jpeg(Image.new("RGB", (64, 64), (1, 2, 3)))
+    at = data.index(b"\xff\xc0")
+    end = at + 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    second = bytearray(data[at:end])
+    second[5:9] = struct.pack(">HH", height, width)
+    return data[:end] + bytes(second) + data[end:]
+
+
+def test_headers_that_disagree_about_the_size_are_refused(monkeypatch):
+    big_frame, two_headers = _gif_with_first_frame(8000, 8000), _jpeg_with_two_frame_headers(
+        7000, 7000)
+    _forbid_decoding(monkeypatch)  # the files are built; now nothing may decode
+    # Pillow grows a GIF's canvas to its first frame: the structure read says so too.
+    assert U.inspect_image(big_frame).width == 8000
+    with pytest.raises(U.ImageError, match="64 megapixels"):
+        U.decode_image(big_frame)
+    # Pillow takes a JPEG's last frame header, libjpeg its first: refused, not decoded.
+    with pytest.raises(U.ImageError, match="headers disagree about the picture's size"):
+        U.decode_image(two_headers)
 
 
 def test_scan_counts_and_data_sizes_read_from_the_bytes():

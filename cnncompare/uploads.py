@@ -196,7 +196,8 @@ class ImageFacts:
     could be counted); ``claimed_frames`` is an APNG header's own count. For JPEG:
     ``scans``, ``progressive``, and two findings: ``too_little_data`` (a reason to
     refuse) and ``incomplete`` (a reason to warn). ``heavy`` marks files whose extra
-    chunks make a decode in the server's own process unwise.
+    chunks, segments or blocks make a decode in the server's own process unwise (more
+    than the walk's step limit, or over 256 KB of PNG side chunks).
     """
 
     format: str
@@ -306,6 +307,7 @@ def _inspect_jpeg(data: bytes, facts: ImageFacts) -> None:
             pos = stop
             continue
         pos += length
+    facts.heavy = steps >= _WALK_STEPS  # Pillow's own reader would walk them all too
     facts.progressive = sof in _PROGRESSIVE_SOF
     if not (facts.width and facts.height and components):
         return
@@ -391,6 +393,7 @@ def _inspect_gif(data: bytes, facts: ImageFacts) -> None:
             if size == 0:
                 break
     facts.frames = max(1, frames) if steps < _WALK_STEPS else None
+    facts.heavy = steps >= _WALK_STEPS
 
 
 def _inspect_webp(data: bytes, facts: ImageFacts) -> None:
@@ -412,6 +415,7 @@ def _inspect_webp(data: bytes, facts: ImageFacts) -> None:
             frames += 1
         pos += 8 + length + (length & 1)
     facts.frames = max(1, frames) if steps < _WALK_STEPS else None
+    facts.heavy = steps >= _WALK_STEPS
 
 
 def _inspect_bmp(data: bytes, facts: ImageFacts) -> None:

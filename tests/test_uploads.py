@@ -132,6 +132,16 @@ def test_headers_that_disagree_about_the_size_are_refused(monkeypatch):
         U.decode_image(two_headers)
 
 
+def test_a_file_of_countless_segments_is_read_in_a_worker():
+    """Pillow's own reader walks every JPEG segment before the first scan, in Python."""
+    plain = _save_jpeg(Image.new("RGB", (64, 64), (9, 90, 200)))
+    at = plain.index(b"\xff\xda")
+    crowded = plain[:at] + b"\xff\xfe\x00\x02" * 150_000 + plain[at:]  # empty comments
+    assert U.inspect_image(crowded).heavy
+    decoded = U.decode_image(crowded)
+    assert decoded.isolated and decoded.size == (64, 64)
+
+
 def test_scan_counts_and_data_sizes_read_from_the_bytes():
     facts = U.inspect_image(jpeg_scan_bomb(40))
     assert facts.progressive and facts.scans == 40 and facts.too_little_data is None

@@ -763,14 +763,22 @@ def _scale_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def small_copy(img: Image.Image, side: int = 256) -> Image.Image:
-    """A copy at most ``side`` pixels on its longer side (box-averaged): for statistics."""
+def _shrunk(img: Image.Image, side: int, resample: Image.Resampling) -> Image.Image:
+    """``img`` itself when it fits in ``side`` x ``side``; else a copy whose longer side is
+    ``side`` and shorter side at least 1 px. Reduced by whole factors first
+    (``reducing_gap``), so the resampling's coefficient tables stay small whatever the
+    aspect ratio."""
     w, h = img.size
     if max(w, h) <= side:
         return img
     k = side / max(w, h)
-    return img.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BOX,
-                      reducing_gap=2.0)
+    return img.resize((max(1, round(w * k)), max(1, round(h * k))), resample,
+                      reducing_gap=3.0)
+
+
+def small_copy(img: Image.Image, side: int = 256) -> Image.Image:
+    """A copy at most ``side`` pixels on its longer side (box-averaged): for statistics."""
+    return _shrunk(img, side, Image.Resampling.BOX)
 
 
 def _composite(rgba: Image.Image) -> tuple[Image.Image, str]:
@@ -917,17 +925,8 @@ def read_image_file(path: str | Path, **bounds: Any) -> DecodedImage:
 
 def preview(image: Image.Image, max_side: int = 480) -> Image.Image:
     """A copy for display, at most ``max_side`` on its longer side and at least 1 px on the
-    shorter (a 60000x1 strip stays drawable; browsers and JPEG stop at 65,535).
-
-    Reduced by whole factors first (``reducing_gap``), so the resampling's coefficient
-    tables stay small whatever the aspect ratio.
-    """
-    w, h = image.size
-    if max(w, h) <= max_side:
-        return image
-    k = max_side / max(w, h)
-    return image.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BILINEAR,
-                        reducing_gap=3.0)
+    shorter (a 60000x1 strip stays drawable; browsers and JPEG stop at 65,535)."""
+    return _shrunk(image, max_side, Image.Resampling.BILINEAR)
 
 
 def markdown_literal(text: str, max_chars: int = 100) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from cnncompare.cli import CliError, add_format, emit, parse_list
+from cnncompare.cli import COMMANDS, CliError, add_format, emit, parse_list
 from cnncompare.devices import resolve_device
 from cnncompare.registry import ModelConfig, config_for
 
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``profile`` and ``bench`` subcommands."""
     p = subparsers.add_parser(
         "profile",
-        help="parameters, MACs, FLOPs and memory per model, or a layer table",
+        help=COMMANDS["profile"][1],
         description="Parameters, MACs (fvcore: one multiply-add = 1), FLOPs (torch's "
                     "FlopCounterMode: one multiply-add = 2) and memory, per image. "
                     "activation_mb is the sum of the layer outputs for one image in "
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     b = subparsers.add_parser(
         "bench",
-        help="latency, throughput and peak memory per model and batch size",
+        help=COMMANDS["bench"][1],
         description="Warm-up, then timed steps (synchronised); median and p90 ms, "
                     "images/s, measured peak memory and the share of the machine's "
                     "matmul peak. Progress on stderr.",

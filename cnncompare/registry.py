@@ -21,18 +21,25 @@ here too: :func:`preset_config`, :func:`config_for`, :func:`as_config` and
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-from collections.abc import Callable, Iterator, Mapping
+import functools
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from cnncompare.cache import stable_hash
+from cnncompare.cache import read_json, stable_hash, write_json
 from cnncompare.checks import positive_int, unknown_name
 from cnncompare.geometry import Plan, out_size, smallest_input
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SMALL_INPUT_MAX = 64
 """Inputs of this many pixels or fewer get the small-input ("CIFAR") stem."""
@@ -270,11 +277,106 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def count_params(name: str, **kwargs: Any) -> int:
-    """Parameter count of ``get_model(name, **kwargs)``, built on the meta device (no memory)."""
+    """Parameter count of ``get_model(name, **kwargs)``, built on the meta device (no memory).
+
+    Counts are kept on disk (:func:`param_counts_path`), keyed by the configuration and a
+    hash of the model code, so the next process reads them instead of building.
+    """
     cfg = resolve_config(name, **kwargs)
-    with torch.device("meta"):
+    counts = _param_counts()
+    key = cfg.key()
+    if key in counts:
+        PARAM_STATS["hits"] += 1
+        return counts[key]
+    with on_meta_device():
         model = cfg.build()
-    return sum(p.numel() for p in model.parameters())
+    n = sum(p.numel() for p in model.parameters())
+    PARAM_STATS["built"] += 1
+    counts[key] = n
+    with contextlib.suppress(OSError):  # a read-only home: count again next time
+        write_json(param_counts_path(), counts)
+    return n
+
+
+PARAM_STATS = {"built": 0, "hits": 0}
+"""How many parameter counts this process built and how many it found counted before."""
+
+_PARAM_COUNTS: dict[str, dict[str, int]] = {}
+
+
+def param_counts_path() -> Path:
+    """The JSON file of parameter counts for this model code under the results home."""
+    from cnncompare import paths
+
+    return paths.home() / "cache" / "params" / f"counts-{model_code_digest()}.json"
+
+
+def _param_counts() -> dict[str, int]:
+    """Configuration key -> parameter count, read from disk once per process and home."""
+    path = param_counts_path()
+    counts = _PARAM_COUNTS.get(str(path))
+    if counts is None:
+        data = read_json(path)
+        counts = {k: v for k, v in data.items() if isinstance(v, int)} if isinstance(
+            data, dict) else {}
+        _PARAM_COUNTS[str(path)] = counts
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+    return counts
+
+
+@functools.lru_cache(maxsize=1)
+def model_code_digest() -> str:
+    """A hash of the model code (``models/*.py``, ``geometry.py``, this file), read once.
+
+    It keys what is computed from the built networks and kept on disk, so that an edited
+    network is counted again even where nobody bumped ``ModelInfo.version``.
+    """
+    here = Path(__file__).resolve().parent
+    files = sorted((here / "models").glob("*.py")) + [here / "geometry.py", Path(__file__)]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_RANDOM_FILLS = frozenset({
+    torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.zero_, torch.Tensor.fill_,
+    torch.Tensor.bernoulli_, torch.Tensor.cauchy_, torch.Tensor.exponential_,
+    torch.Tensor.geometric_, torch.Tensor.log_normal_, torch.Tensor.random_,
+})
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    """Return a meta tensor untouched from ``torch.nn.init.*_`` and in-place fills.
+
+    A meta tensor has a shape but no values, so an initialiser has nothing to write; yet
+    torch runs the random ones (``normal_``) through its reference implementations,
+    whose first use imports TorchDynamo (seconds). Skipping them changes no shape, so
+    every parameter count stays exactly what the initialised model has.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if func in _RANDOM_FILLS or (getattr(func, "__module__", "") == "torch.nn.init"
+                                     and name.endswith("_")):
+            target = args[0] if args else kwargs.get("tensor")
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def on_meta_device() -> Iterator[None]:
+    """Build modules on the meta device (shapes, no memory), skipping their initialisers.
+
+    Like ``with torch.device("meta"):``, and fast: see :class:`_SkipMetaInit`. Both are
+    torch function modes, which are per thread, so a training thread is never affected.
+    """
+    with torch.device("meta"), _SkipMetaInit():
+        yield
 
 
 def min_input_size(name: str, stem: str = "small") -> int:
@@ -315,14 +417,15 @@ def config_for(name: str, preset: str | None = None, **config: Any) -> ModelConf
     return resolve_config(name, **config)
 
 
-def zoo_frame() -> pd.DataFrame:
-    """The zoo: one row per registered model, in zoo order, at its canonical preset.
+def zoo_rows(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The zoo: one row per model (``names``, default every registered one, in zoo order),
+    at its canonical preset.
 
-    Columns: ``model, family, year, paper, paper_url, params`` (counted on the meta
+    Keys: ``model, family, year, paper, paper_url, params`` (counted on the meta
     device), ``input`` (``"3x224x224"``), ``num_classes, key_idea`` (the first key idea).
     """
     rows = []
-    for name in list_models():
+    for name in list_models() if names is None else names:
         info = model_info(name)
         rows.append({
             "model": name,
@@ -335,4 +438,11 @@ def zoo_frame() -> pd.DataFrame:
             "num_classes": info.canonical.num_classes,
             "key_idea": info.key_ideas[0],
         })
-    return pd.DataFrame(rows)
+    return rows
+
+
+def zoo_frame(names: Sequence[str] | None = None) -> pd.DataFrame:
+    """:func:`zoo_rows` as a DataFrame, one row per model, the columns in that order."""
+    import pandas as pd  # imported on first use: the CLI's `list` answers without it
+
+    return pd.DataFrame(zoo_rows(names))

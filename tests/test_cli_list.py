@@ -39,3 +39,61 @@ def test_bad_subcommand_exits_nonzero():
     proc = subprocess.run([sys.executable, "-m", "cnncompare", "nonsense"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "invalid choice" in proc.stderr
+
+
+def _python(code: str, **env: str) -> str:
+    """Run ``code`` in a fresh interpreter; its stdout."""
+    import os
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, **env))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_help_imports_neither_torch_nor_pandas():
+    code = ("import sys\nfrom cnncompare.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('RESULT', code, 'torch' in sys.modules, 'pandas' in sys.modules)")
+    out = _python(code)
+    assert "list the model zoo" in out and "export" in out  # every command is listed
+    assert out.splitlines()[-1] == "RESULT 0 False False"
+
+
+def test_unknown_command_imports_no_command_module():
+    code = ("import sys\nfrom cnncompare.cli import main\n"
+            "try:\n    main(['trian'])\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('RESULT', code, 'torch' in sys.modules)")
+    assert _python(code).splitlines()[-1] == "RESULT 2 False"
+
+
+def test_package_import_is_lazy_and_names_still_resolve():
+    code = ("import sys, cnncompare\nlazy = 'torch' not in sys.modules\n"
+            "from cnncompare import get_model, list_models, model_info, count_params\n"
+            "print(lazy, len(list_models()), model_info('lenet').year, "
+            "count_params('lenet'), 'get_model' in dir(cnncompare))")
+    assert _python(code).split() == ["True", "18", "1998", "61706", "True"]
+
+
+def test_subcommand_help_still_lists_its_options(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "--batch-sizes" in capsys.readouterr().out
+
+
+def test_list_table_is_aligned(capsys):
+    assert main(["list", "--pattern", "resnet*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].split()[:3] == ["model", "family", "year"]
+    assert len({len(line) for line in lines}) == 1  # every column padded to one width
+    assert lines[1].split()[0] == "resnet18"
+
+
+def test_pattern_without_a_match_is_one_error_line(capsys):
+    assert main(["list", "--pattern", "transformer*"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: no model matches 'transformer*'; run `python -m cnncompare list` "
+                   "for every name."]

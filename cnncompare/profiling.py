@@ -10,12 +10,16 @@ fvcore's ``FlopCountAnalysis`` does:
 
 What is counted, exactly:
 
-* **MACs** come from fvcore (``FlopCountAnalysis``), which counts one fused multiply-add
+* **MACs** are fvcore's (``FlopCountAnalysis``), which counts one fused multiply-add
   once. It counts convolutions, linear layers and matrix products; batch normalisation
   in its inference form as two operations per element (a scale and a shift; one without
   the affine parameters); adaptive average pooling as one per input element. It skips
   the operators it has no formula for (max pooling, element-wise additions, activations,
   local response normalisation); those are listed (:meth:`Profile.skipped`), never hidden.
+  They are counted by :mod:`cnncompare.counting`, which applies fvcore's formulas on the
+  meta device (milliseconds, equal to fvcore's figures for the whole zoo: a test
+  compares); fvcore itself traces a real forward pass (seconds) and is the fallback for
+  an operator that module does not reproduce.
 * **FLOPs** come from torch's ``FlopCounterMode``, which counts two floating-point
   operations per multiply-add of convolutions and matrix products, and nothing else.
   ``flops`` is one forward pass of one image.
@@ -37,6 +41,10 @@ All figures are per image (batch 1) in float32. Results are cached as JSON under
 ``paths.cache_dir("profile")``, keyed by the model configuration (with the model's
 version), the versions of torch, fvcore and torchinfo, and a hash of the model and
 counting code, so a warm call reads one small file and returns in milliseconds.
+
+:func:`forward_costs` is the light version the Overview needs: parameters, MACs and
+forward FLOPs only, from one forward pass on the meta device, cached beside the full
+analyses (about 0.1 s a network cold on one core, once torch's meta kernels are loaded).
 """
 
 from __future__ import annotations
@@ -59,8 +67,9 @@ from torch import nn
 
 from cnncompare import paths
 from cnncompare.cache import read_json, stable_hash, write_json
+from cnncompare.counting import CountingError, count_macs_and_flops, fvcore_macs
 from cnncompare.layer_table import LAYER_COLUMNS, MB, fill_layer_macs, layer_rows
-from cnncompare.registry import ModelConfig, as_config, config_for
+from cnncompare.registry import ModelConfig, as_config, config_for, on_meta_device
 
 SCHEMA = 2  # 2: a grouped convolution's weight gradient counted once in train_flops
 """Bump when the cached analysis changes shape or meaning."""
@@ -92,7 +101,11 @@ ACTIVATION_NOTE = (
 )
 """What the activation-memory figure is, for every place that shows it."""
 
-_STATS = {"computed": 0, "disk_hits": 0}
+FORWARD_KEYS = ("params", "macs", "flops")
+"""The keys of :func:`forward_costs`."""
+
+_STATS = {"computed": 0, "disk_hits": 0, "forward_computed": 0, "forward_disk_hits": 0,
+          "fvcore_fallbacks": 0}
 
 
 # --------------------------------------------------------------------------------------
@@ -177,7 +190,7 @@ class Profile:
 def analyze(model: ModelConfig | str, *, cache: bool = True, **config: Any) -> Profile:
     """The full cost analysis of one configuration, from the disk cache when it is there."""
     cfg = as_config(model, **config)
-    path = _cache_path(cfg) if cache else None
+    path = _cache_path_or_none(cfg) if cache else None
     data = read_json(path) if path is not None else None
     if isinstance(data, dict):
         try:
@@ -189,7 +202,8 @@ def analyze(model: ModelConfig | str, *, cache: bool = True, **config: Any) -> P
             return profile
     profile = _compute(cfg)
     if path is not None:
-        write_json(path, profile.to_json())
+        with contextlib.suppress(OSError):  # a read-only home: computed again next time
+            write_json(path, profile.to_json())
     return profile
 
 
@@ -262,38 +276,34 @@ def analyze_module(build: Callable[[], nn.Module], input_shape: tuple[int, ...],
                    config: dict[str, Any] | None = None, label: str = "") -> Profile:
     """Analyse any network: ``build()`` makes it, ``input_shape`` includes a batch of 1.
 
-    ``build`` is called under the meta device (so it must not need real data), which makes
-    the shapes, parameters and FLOPs free; fvcore then traces the model on zeroed CPU
-    storage. Nothing is cached: :func:`analyze` adds the cache for registry models.
+    ``build`` is called on the meta device (so it must not need real data), which makes
+    the shapes, parameters, MACs and FLOPs free. Only where :mod:`cnncompare.counting`
+    meets an operator it cannot count as fvcore does is the model materialised (zeroed,
+    on the CPU) for fvcore to trace. Nothing is cached: :func:`analyze` adds the cache.
     """
     start = time.perf_counter()
     shape = tuple(input_shape)
     if not shape or shape[0] != 1:
         raise ValueError(f"input_shape must start with a batch of 1, got {input_shape!r}")
-    # Shapes, parameters and FLOPs need no data: the meta device costs no memory or time.
-    with torch.device("meta"):
+    # Shapes, parameters and counts need no data: the meta device costs no memory or time.
+    with on_meta_device():
         model = build()
     model.eval()
     with quiet():
         layers, activation_bytes = layer_rows(model, shape, _device_of(model))
-    flops, flops_by_op = _forward_flops(model, shape)
     train_flops = _train_flops(model, shape)
-    # fvcore traces a real forward pass: give the model real (zeroed) storage, no init.
-    model.to_empty(device="cpu")
-    _zero_(model)
-    model.eval()
-    fva = _fvcore_analysis(model, torch.zeros(shape))
-    module_macs = fva.by_module()
+    macs, flops, flops_by_op = _forward_counts(model, shape)  # last: may materialise it
+    module_macs = macs.by_module()
     fill_layer_macs(layers, module_macs)
     modules = _module_index(model, module_macs)
-    skipped = {op: int(n) for op, n in fva.unsupported_ops().items()}
+    skipped = {op: int(n) for op, n in macs.unsupported_ops().items()}
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     totals = {
         "params": int(params),
         "trainable_params": int(trainable),
-        "macs": int(fva.total()),
+        "macs": int(macs.total()),
         "flops": int(flops),
         "train_flops": int(train_flops),
         "param_mb": param_bytes / MB,
@@ -307,12 +317,46 @@ def analyze_module(build: Callable[[], nn.Module], input_shape: tuple[int, ...],
         totals=totals,
         layers=layers,
         modules=modules,
-        macs_by_operator={k: int(v) for k, v in fva.by_operator().items()},
+        macs_by_operator={k: int(v) for k, v in macs.by_operator().items()},
         flops_by_operator=flops_by_op,
         skipped_ops=skipped,
         versions=library_versions(),
         seconds=time.perf_counter() - start,
     )
+
+
+def forward_costs(model: ModelConfig | str, *, cache: bool = True,
+                  **config: Any) -> dict[str, int]:
+    """Parameters, MACs and forward FLOPs per image of one configuration (ints).
+
+    The same figures as :func:`cost_summary` (taken from its cached analysis when there is
+    one), from one forward pass on the meta device otherwise, and cached on disk.
+    """
+    cfg = as_config(model, **config)
+    full_path = _cache_path_or_none(cfg) if cache else None
+    path = _cache_path_or_none(cfg, "forward") if cache else None
+    if full_path is not None and path is not None:
+        full = read_json(full_path)
+        if isinstance(full, dict) and isinstance(full.get("totals"), dict) and all(
+                k in full["totals"] for k in FORWARD_KEYS):
+            _STATS["forward_disk_hits"] += 1
+            return {k: int(full["totals"][k]) for k in FORWARD_KEYS}
+        hit = read_json(path)
+        if isinstance(hit, dict) and all(isinstance(hit.get(k), int) for k in FORWARD_KEYS):
+            _STATS["forward_disk_hits"] += 1
+            return {k: hit[k] for k in FORWARD_KEYS}
+    shape = (1, cfg.in_channels, cfg.input_size, cfg.input_size)
+    with on_meta_device():
+        module = cfg.build()
+    module.eval()
+    params = sum(p.numel() for p in module.parameters())
+    macs, flops, _ = _forward_counts(module, shape)
+    result = {"params": int(params), "macs": int(macs.total()), "flops": int(flops)}
+    _STATS["forward_computed"] += 1
+    if path is not None:
+        with contextlib.suppress(OSError):  # a read-only home: computed again next time
+            write_json(path, result)
+    return result
 
 
 def format_skipped(skipped: dict[str, int]) -> str:
@@ -329,18 +373,6 @@ def quiet() -> Iterator[None]:
         yield
 
 
-def _fvcore_analysis(model: nn.Module, x: torch.Tensor):
-    with quiet():
-        from fvcore.nn import FlopCountAnalysis  # imported on first use: slow to import
-
-        fva = FlopCountAnalysis(model, x)
-        fva.unsupported_ops_warnings(False)
-        fva.uncalled_modules_warnings(False)
-        fva.tracer_warnings("none")
-        fva.total()  # runs the trace now, inside the quiet block
-    return fva
-
-
 def _first_tensor_sum(out: Any) -> torch.Tensor:
     """A scalar to back-propagate from: the sum of every tensor a model returned."""
     if isinstance(out, torch.Tensor):
@@ -350,15 +382,30 @@ def _first_tensor_sum(out: Any) -> torch.Tensor:
     return torch.stack([t.sum() for t in tensors]).sum()
 
 
-def _forward_flops(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
+def _forward_counts(model: nn.Module, shape: tuple[int, ...]):
+    """fvcore's MACs and torch's FLOPs (total and per operator) of one forward pass.
+
+    One pass on the meta device counts both; where :mod:`cnncompare.counting` cannot
+    reproduce fvcore, the model is materialised (zeroed) and fvcore traces it.
+    """
+    try:
+        return count_macs_and_flops(model, torch.zeros(shape, device=_device_of(model)))
+    except CountingError:
+        _STATS["fvcore_fallbacks"] += 1
+    macs, flops, by_op = None, 0, {}
     from torch.utils.flop_counter import FlopCounterMode  # on first use: it loads triton
 
-    x = torch.zeros(shape, device=_device_of(model))
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(x)
-    by_op = counter.get_flop_counts().get("Global", {})
-    return int(counter.get_total_flops()), {str(op): int(n) for op, n in by_op.items()}
+        model(torch.zeros(shape, device=_device_of(model)))
+    flops = int(counter.get_total_flops())
+    by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    model.to_empty(device="cpu")
+    _zero_(model)
+    model.eval()
+    with quiet():
+        macs = fvcore_macs(model, torch.zeros(shape))
+    return macs, flops, by_op
 
 
 def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding,
@@ -450,7 +497,8 @@ def code_digest() -> str:
     """
     here = Path(__file__).resolve().parent
     files = sorted((here / "models").glob("*.py")) + [
-        here / "geometry.py", here / "layer_table.py", Path(__file__).resolve()]
+        here / "geometry.py", here / "layer_table.py", here / "counting.py",
+        Path(__file__).resolve()]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
@@ -458,9 +506,19 @@ def code_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def _cache_path(cfg: ModelConfig) -> Path:
+def _cache_path(cfg: ModelConfig, kind: str = "full") -> Path:
+    """The cache file of ``cfg``'s full analysis, or (``kind="forward"``) its forward costs."""
     payload = {"config": cfg.key(), "versions": library_versions(), "code": code_digest()}
-    return paths.cache_dir("profile") / f"{cfg.name}-{stable_hash(payload, 20)}.json"
+    prefix = "" if kind == "full" else f"{kind}-"
+    return paths.cache_dir("profile") / f"{prefix}{cfg.name}-{stable_hash(payload, 20)}.json"
+
+
+def _cache_path_or_none(cfg: ModelConfig, kind: str = "full") -> Path | None:
+    """:func:`_cache_path`, or None where the cache folder cannot be made (read-only home)."""
+    try:
+        return _cache_path(cfg, kind)
+    except OSError:
+        return None
 
 
 def _dist_version(dist: str) -> str:

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 class CountingError(RuntimeError):
@@ -397,21 +398,77 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> MacCount:
     return counter.result()
 
 
+class FlopCounter(TorchDispatchMode):
+    """torch's ``FlopCounterMode`` without its module tracker: the same formulas, this
+    thread only.
+
+    ``FlopCounterMode`` follows modules with *global* module hooks (``ModuleTracker``),
+    which run in every thread while it counts: a training thread of the same server would
+    pay for them on every layer (and register gradient hooks for the tracker). This mode
+    keeps its operator logic (``torch.utils.flop_counter.flop_registry``, decomposing an
+    operator without a formula) and only the total and the per-operator counts.
+    ``custom_mapping`` replaces formulas as ``FlopCounterMode``'s does.
+    """
+
+    def __init__(self, custom_mapping: dict[Any, Callable[..., int]] | None = None):
+        super().__init__()
+        from torch.utils.flop_counter import (  # on first use: it loads triton
+            flop_registry,
+            shape_wrapper,
+        )
+
+        custom = {k: v if getattr(v, "_get_raw", False) else shape_wrapper(v)
+                  for k, v in (custom_mapping or {}).items()}
+        self.registry = {**flop_registry, **custom}
+        self.counts: Counter = Counter()
+
+    def total(self) -> int:
+        return int(sum(self.counts.values()))
+
+    def by_operator(self) -> dict[str, int]:
+        """FLOPs per aten operator (``"aten.convolution"``...), as ``FlopCounterMode``'s."""
+        return {str(op): int(n) for op, n in self.counts.items()}
+
+    def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _METADATA_OPS or isinstance(func, torch._ops.HigherOrderOperator):
+            return NotImplemented
+        if func not in self.registry and func is not torch.ops.prim.device.default:
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+                if decomposed is not NotImplemented:
+                    return decomposed
+        out = func(*args, **kwargs)
+        formula = self.registry.get(func._overloadpacket)
+        if formula is not None:
+            self.counts[func._overloadpacket] += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+_METADATA_OPS = frozenset({
+    torch.ops.aten.sym_is_contiguous.default, torch.ops.aten.is_contiguous.default,
+    torch.ops.aten.is_contiguous.memory_format, torch.ops.aten.is_strides_like_format.default,
+    torch.ops.aten.is_non_overlapping_and_dense.default, torch.ops.aten.size.default,
+    torch.ops.aten.sym_size.default, torch.ops.aten.stride.default,
+    torch.ops.aten.sym_stride.default, torch.ops.aten.storage_offset.default,
+    torch.ops.aten.sym_storage_offset.default, torch.ops.aten.numel.default,
+    torch.ops.aten.sym_numel.default, torch.ops.aten.dim.default, torch.ops.prim.layout.default,
+})
+"""Operators ``FlopCounterMode`` lets pass without counting (torch 2.14)."""
+
+
 def count_macs_and_flops(model: nn.Module, x: torch.Tensor) -> tuple[MacCount, int,
                                                                      dict[str, int]]:
     """fvcore's MACs and torch's FLOPs of ``model(x)`` in one pass (on meta: free).
 
-    Returns the :class:`MacCount`, the total of torch's ``FlopCounterMode`` (two per
-    multiply-add) and its FLOPs per aten operator.
+    Returns the :class:`MacCount`, the total of torch's FLOP formulas (two per
+    multiply-add; :class:`FlopCounter`) and the FLOPs per aten operator.
     """
-    from torch.utils.flop_counter import FlopCounterMode  # on first use: it loads triton
-
-    flops = FlopCounterMode(display=False)
+    flops = FlopCounter()
     macs = MacCounter(model)
     with torch.no_grad(), flops, macs.watching():
         model(x)
-    by_op = {str(op): int(n) for op, n in flops.get_flop_counts().get("Global", {}).items()}
-    return macs.result(), int(flops.get_total_flops()), by_op
+    return macs.result(), flops.total(), flops.by_operator()
 
 
 def fvcore_macs(model: nn.Module, x: torch.Tensor):

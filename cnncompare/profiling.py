@@ -20,9 +20,11 @@ What is counted, exactly:
   meta device (milliseconds, equal to fvcore's figures for the whole zoo: a test
   compares); fvcore itself traces a real forward pass (seconds) and is the fallback for
   an operator that module does not reproduce.
-* **FLOPs** come from torch's ``FlopCounterMode``, which counts two floating-point
-  operations per multiply-add of convolutions and matrix products, and nothing else.
-  ``flops`` is one forward pass of one image.
+* **FLOPs** are torch's (the formulas of ``FlopCounterMode``, which counts two
+  floating-point operations per multiply-add of convolutions and matrix products, and
+  nothing else), counted by :class:`cnncompare.counting.FlopCounter`, which leaves out
+  ``FlopCounterMode``'s global module hooks so that a training thread beside it is not
+  slowed. ``flops`` is one forward pass of one image.
 * **Training FLOPs** (``train_flops``) are the forward and backward pass of one training
   step, per image. The rule, for every convolution and linear layer: the forward product,
   then in the backward pass the weight gradient (one product of the same size) and the
@@ -67,7 +69,7 @@ from torch import nn
 
 from cnncompare import paths
 from cnncompare.cache import read_json, stable_hash, write_json
-from cnncompare.counting import CountingError, count_macs_and_flops, fvcore_macs
+from cnncompare.counting import CountingError, FlopCounter, count_macs_and_flops, fvcore_macs
 from cnncompare.layer_table import LAYER_COLUMNS, MB, fill_layer_macs, layer_rows
 from cnncompare.registry import ModelConfig, as_config, config_for, on_meta_device
 
@@ -392,14 +394,10 @@ def _forward_counts(model: nn.Module, shape: tuple[int, ...]):
         return count_macs_and_flops(model, torch.zeros(shape, device=_device_of(model)))
     except CountingError:
         _STATS["fvcore_fallbacks"] += 1
-    macs, flops, by_op = None, 0, {}
-    from torch.utils.flop_counter import FlopCounterMode  # on first use: it loads triton
-
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounter()
     with counter, torch.no_grad():
         model(torch.zeros(shape, device=_device_of(model)))
-    flops = int(counter.get_total_flops())
-    by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    flops, by_op = counter.total(), counter.by_operator()
     model.to_empty(device="cpu")
     _zero_(model)
     model.eval()
@@ -439,21 +437,17 @@ def _train_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
     Counted on a batch of two (batch normalisation cannot train on one 1x1 map) and
     halved: every counted operator is linear in the batch size.
     """
-    from torch.utils.flop_counter import FlopCounterMode  # on first use: it loads triton
-
     x = torch.zeros((2, *shape[1:]), device=_device_of(model))
     was_training = model.training
     model.train()
-    counter = FlopCounterMode(
-        display=False,
-        custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
+    counter = FlopCounter({torch.ops.aten.convolution_backward: _conv_backward_flops})
     try:
         with counter:
             _first_tensor_sum(model(x)).backward()
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)
-    return int(counter.get_total_flops()) // 2
+    return counter.total() // 2
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -44,11 +44,58 @@ def _assert_same(ours: counting.MacCount, ref) -> None:
 
 @pytest.mark.parametrize("preset", ["small", "canonical"])
 @pytest.mark.parametrize("name", list_models())
-def test_zoo_counts_equal_fvcore(name, preset):
-    """Every figure fvcore gives (total, per operator, per module, skipped operators)."""
+def test_zoo_counts_equal_fvcore_and_flop_counter_mode(name, preset):
+    """Every figure fvcore gives (total, per operator, per module, skipped operators), and
+    torch's FlopCounterMode's FLOPs, from the one pass :func:`count_macs_and_flops` makes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     cfg = preset_config(name, preset)
     shape = (1, cfg.in_channels, cfg.input_size, cfg.input_size)
-    _assert_same(_ours(cfg.build, shape), _fvcore(cfg.build, shape))
+    with on_meta_device():
+        model = cfg.build()
+    model.eval()
+    macs, flops, by_op = counting.count_macs_and_flops(model, torch.zeros(shape, device="meta"))
+    _assert_same(macs, _fvcore(cfg.build, shape))
+    reference = FlopCounterMode(display=False)
+    with reference, torch.no_grad():
+        model(torch.zeros(shape, device="meta"))
+    assert flops == reference.get_total_flops()
+    assert by_op == {str(k): v for k, v in reference.get_flop_counts()["Global"].items()}
+
+
+@pytest.mark.parametrize("name", ["googlenet", "alexnet2012", "densenet121"])
+def test_training_step_flops_equal_flop_counter_mode(name):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = preset_config(name, "small")
+    with on_meta_device():
+        model = cfg.build()
+    model.train()
+    x = torch.zeros(2, cfg.in_channels, cfg.input_size, cfg.input_size, device="meta")
+    ours = counting.FlopCounter()
+    with ours:
+        model(x).sum().backward()
+    reference = FlopCounterMode(display=False)
+    with reference:
+        model(x).sum().backward()
+    assert ours.total() == reference.get_total_flops() > 0
+
+
+def test_flop_counter_counts_this_thread_only():
+    import threading
+
+    with on_meta_device():
+        model = nn.Linear(8, 4)
+    x = torch.zeros(1, 8, device="meta")
+    counter = counting.FlopCounter()
+    with counter:
+        worker = threading.Thread(target=lambda: model(x))
+        worker.start()
+        worker.join()
+        assert counter.total() == 0  # the other thread's product is not ours
+        assert not torch.nn.modules.module._global_forward_pre_hooks  # nothing global
+        model(x)
+    assert counter.total() == 2 * 8 * 4
 
 
 class _Odd(nn.Module):

@@ -445,6 +445,56 @@ class FlopCounter(TorchDispatchMode):
         return out
 
 
+class TrainStepFlopCounter(FlopCounter):
+    """The FLOPs of a training step (forward and backward), from its forward pass alone.
+
+    Run the forward pass (gradients enabled) under it: each convolution and matrix product
+    adds its forward FLOPs and the FLOPs of the backward products autograd will run for it,
+    by the same formulas ``FlopCounterMode`` applies to those backward operators: a
+    convolution's ``convolution_backward`` (the input gradient where the input requires
+    one, the weight gradient where the weight does), and for ``mm``/``addmm``/``bmm`` one
+    product of the same size per operand that requires a gradient. This skips running the
+    backward pass (most of the time the count took). An operator with a formula but no
+    backward rule here raises :class:`CountingError`: run the backward pass instead.
+    """
+
+    def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = super().__torch_dispatch__(func, types_, args, kwargs)
+        if out is NotImplemented:
+            return out
+        packet = func._overloadpacket
+        if packet not in self.registry:
+            return out
+        aten = torch.ops.aten
+        if packet in (aten.convolution, aten._convolution):
+            self.counts[aten.convolution_backward] += self._conv_backward(args, kwargs, out)
+        elif packet in (aten.mm, aten.addmm, aten.bmm):
+            a, b = (args[1], args[2]) if packet is aten.addmm else (args[0], args[1])
+            grads = int(a.requires_grad) + int(b.requires_grad)
+            product = aten.bmm if packet is aten.bmm else aten.mm
+            # Each operand's gradient is one product as large as the forward one.
+            self.counts[product] += grads * self.registry[product](a.shape, b.shape,
+                                                                   out_val=out.shape)
+        else:
+            raise CountingError(f"no backward rule for {packet}: run the backward pass")
+        return out
+
+    def _conv_backward(self, args, kwargs, out) -> int:
+        names = ("input", "weight", "bias", "stride", "padding", "dilation", "transposed",
+                 "output_padding", "groups")
+        a = dict(zip(names, args, strict=False)) | kwargs
+        x, w, bias = a["input"], a["weight"], a["bias"]
+        mask = [x.requires_grad, w.requires_grad, bias is not None and bias.requires_grad]
+        if not any(mask):
+            return 0
+        bias_sizes = list(bias.shape) if bias is not None else None
+        formula = self.registry[torch.ops.aten.convolution_backward]
+        return formula(out.shape, x.shape, w.shape, bias_sizes, a["stride"], a["padding"],
+                       a["dilation"], a["transposed"], a["output_padding"], a["groups"],
+                       mask, out_val=(x.shape, w.shape, bias_sizes))
+
+
 _METADATA_OPS = frozenset({
     torch.ops.aten.sym_is_contiguous.default, torch.ops.aten.is_contiguous.default,
     torch.ops.aten.is_contiguous.memory_format, torch.ops.aten.is_strides_like_format.default,

@@ -55,6 +55,7 @@ import contextlib
 import functools
 import hashlib
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -69,7 +70,13 @@ from torch import nn
 
 from cnncompare import paths
 from cnncompare.cache import read_json, stable_hash, write_json
-from cnncompare.counting import CountingError, FlopCounter, count_macs_and_flops, fvcore_macs
+from cnncompare.counting import (
+    CountingError,
+    FlopCounter,
+    TrainStepFlopCounter,
+    count_macs_and_flops,
+    fvcore_macs,
+)
 from cnncompare.layer_table import LAYER_COLUMNS, MB, fill_layer_macs, layer_rows
 from cnncompare.registry import ModelConfig, as_config, config_for, on_meta_device
 
@@ -107,7 +114,7 @@ FORWARD_KEYS = ("params", "macs", "flops")
 """The keys of :func:`forward_costs`."""
 
 _STATS = {"computed": 0, "disk_hits": 0, "forward_computed": 0, "forward_disk_hits": 0,
-          "fvcore_fallbacks": 0}
+          "fvcore_fallbacks": 0, "backward_runs": 0}
 
 
 # --------------------------------------------------------------------------------------
@@ -242,6 +249,53 @@ def profile_models(names: Iterable[str], *, preset: str | None = None,
         row["macs_per_param"] = row["macs"] / row["params"] if row["params"] else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+class BackgroundCosts:
+    """:func:`forward_costs` of several configurations, counted in a daemon thread and read
+    as they arrive (the Overview draws its table at once and fills it in).
+
+    Results are keyed by model name; a configuration that fails is kept in
+    :meth:`errors` with its message. Counting runs on the meta device: no memory, and a
+    training thread beside it is not slowed by hooks (see :mod:`cnncompare.counting`).
+    """
+
+    def __init__(self, configs: Iterable[ModelConfig]):
+        self.configs = list(configs)
+        self._results: dict[str, dict[str, int]] = {}
+        self._errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="cnncompare-costs",
+                                         daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for cfg in self.configs:
+            try:
+                result = forward_costs(cfg)
+            except Exception as exc:  # noqa: BLE001 - kept and shown beside the table
+                with self._lock:
+                    self._errors[cfg.name] = str(exc)
+            else:
+                with self._lock:
+                    self._results[cfg.name] = result
+
+    def results(self) -> dict[str, dict[str, int]]:
+        """The costs counted so far: model name -> ``{"params", "macs", "flops"}``."""
+        with self._lock:
+            return dict(self._results)
+
+    def errors(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._errors)
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every configuration is counted (or ``timeout`` s); True when done."""
+        self._thread.join(timeout)
+        return self.done()
 
 
 def library_versions() -> dict[str, str]:
@@ -435,15 +489,24 @@ def _train_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
     """Forward + backward FLOPs of one training step, per image (rule: module docstring).
 
     Counted on a batch of two (batch normalisation cannot train on one 1x1 map) and
-    halved: every counted operator is linear in the batch size.
+    halved: every counted operator is linear in the batch size. The backward products
+    are derived from the forward pass (:class:`~cnncompare.counting.TrainStepFlopCounter`);
+    where that counter has no rule, the backward pass runs under the FLOP counter.
     """
     x = torch.zeros((2, *shape[1:]), device=_device_of(model))
     was_training = model.training
     model.train()
-    counter = FlopCounter({torch.ops.aten.convolution_backward: _conv_backward_flops})
+    custom = {torch.ops.aten.convolution_backward: _conv_backward_flops}
     try:
-        with counter:
-            _first_tensor_sum(model(x)).backward()
+        try:
+            counter = TrainStepFlopCounter(custom)
+            with counter, torch.enable_grad():
+                model(x)
+        except CountingError:
+            _STATS["backward_runs"] += 1
+            counter = FlopCounter(custom)
+            with counter, torch.enable_grad():
+                _first_tensor_sum(model(x)).backward()
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)

@@ -20,6 +20,17 @@ def zoo_table() -> pd.DataFrame:
     return zoo_frame()
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def zoo_costs(home: str):
+    """``profiling.BackgroundCosts`` of every model at its canonical preset, one per server
+    and results home: the Overview reads the counts as they arrive, from disk after the
+    first time."""
+    from cnncompare import profiling  # imported on first use: it loads torch
+    from cnncompare.registry import list_models, preset_config
+
+    return profiling.BackgroundCosts(preset_config(n, "canonical") for n in list_models())
+
+
 @st.cache_data(show_spinner=False)
 def device_summary() -> dict[str, str]:
     import torch

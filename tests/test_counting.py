@@ -63,22 +63,54 @@ def test_zoo_counts_equal_fvcore_and_flop_counter_mode(name, preset):
     assert by_op == {str(k): v for k, v in reference.get_flop_counts()["Global"].items()}
 
 
-@pytest.mark.parametrize("name", ["googlenet", "alexnet2012", "densenet121"])
-def test_training_step_flops_equal_flop_counter_mode(name):
+@pytest.mark.parametrize("preset", ["small", "canonical"])
+@pytest.mark.parametrize("name", list_models())
+def test_training_step_flops_equal_flop_counter_mode(name, preset):
+    """The training step's FLOPs derived from its forward pass equal those counted by
+    running the backward pass, with torch's FlopCounterMode as with our own counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = preset_config(name, "small")
+    cfg = preset_config(name, preset)
     with on_meta_device():
         model = cfg.build()
     model.train()
     x = torch.zeros(2, cfg.in_channels, cfg.input_size, cfg.input_size, device="meta")
-    ours = counting.FlopCounter()
-    with ours:
-        model(x).sum().backward()
+    derived = counting.TrainStepFlopCounter()
+    with derived:
+        model(x)
     reference = FlopCounterMode(display=False)
     with reference:
-        model(x).sum().backward()
-    assert ours.total() == reference.get_total_flops() > 0
+        profiling._first_tensor_sum(model(x)).backward()
+    model.zero_grad(set_to_none=True)
+    assert derived.total() == reference.get_total_flops() > 0
+    custom = {torch.ops.aten.convolution_backward: profiling._conv_backward_flops}
+    ours = counting.FlopCounter(custom)
+    with ours:
+        profiling._first_tensor_sum(model(x)).backward()
+    before = profiling.cache_stats()["backward_runs"]
+    assert profiling._train_flops(model, (1, *x.shape[1:])) == ours.total() // 2
+    assert profiling.cache_stats()["backward_runs"] == before  # derived, not run
+
+
+def test_training_step_without_a_backward_rule_runs_the_backward_pass():
+    class Baddbmm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1, 4, 3))
+
+        def forward(self, x):
+            return torch.baddbmm(x.new_zeros(1, 2, 3), x.view(1, 2, 4), self.w)
+
+    with on_meta_device():
+        model = Baddbmm()
+    with pytest.raises(counting.CountingError, match="backward"):
+        with counting.TrainStepFlopCounter():
+            model(torch.zeros(2, 4, device="meta"))
+    before = profiling.cache_stats()["backward_runs"]
+    flops = profiling._train_flops(model, (1, 4))
+    assert profiling.cache_stats()["backward_runs"] == before + 1
+    # forward 2*2*4*3 and the weight gradient (the input needs none), halved per image.
+    assert flops == (2 * 2 * 4 * 3) * 2 // 2
 
 
 def test_flop_counter_counts_this_thread_only():

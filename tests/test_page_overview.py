@@ -22,3 +22,39 @@ def test_app_opens_on_overview(cnncompare_home):
         assert shown[column]["label"] == ui.cost_columns()[column]["label"]
         assert shown[column]["help"] == ui.cost_columns()[column]["help"]
     assert str(cnncompare_home) in " ".join(c.value for c in at.caption)
+
+
+def test_overview_fills_in_macs_and_flops_counted_in_the_background(cnncompare_home):
+    from cnncompare import paths, profiling
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    costs = ui.zoo_costs(str(paths.home()))
+    assert costs.wait(timeout=120)
+    at.run()
+    assert not at.exception
+    zoo = at.dataframe[0].value.set_index("model")
+    for name in ("lenet", "resnet18", "densenet121"):
+        expected = profiling.forward_costs(name)
+        assert zoo.loc[name, "macs"] == expected["macs"]
+        assert zoo.loc[name, "flops"] == expected["flops"]
+    assert zoo["macs"].notna().all() and zoo["flops"].notna().all()
+    captions = " ".join(c.value for c in at.caption)
+    assert "MACs and FLOPs counted for all 18 networks" in captions
+    # The counts are on disk: a new server (a new BackgroundCosts) reads them, counts none.
+    before = profiling.cache_stats()["forward_computed"]
+    again = profiling.BackgroundCosts([profiling.as_config("resnet18")])
+    assert again.wait(timeout=60) and again.errors() == {}
+    assert profiling.cache_stats()["forward_computed"] == before
+
+
+def test_background_costs_keeps_a_failure_beside_the_results():
+    from cnncompare import profiling
+    from cnncompare.registry import ModelConfig
+
+    # Built without resolve_config's checks: too small for AlexNet's pooling.
+    bad = ModelConfig(name="alexnet", num_classes=10, in_channels=1, input_size=8)
+    costs = profiling.BackgroundCosts([bad, profiling.as_config("lenet")])
+    assert costs.wait(timeout=60)
+    assert costs.results() == {"lenet": profiling.forward_costs("lenet")}
+    assert list(costs.errors()) == ["alexnet"] and costs.errors()["alexnet"]

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from cnncompare import paths, ui
+from cnncompare.profiling import MACS_VS_FLOPS
 from cnncompare.store import ResultsStore
 
 st.title("cnncompare")
@@ -42,34 +43,47 @@ links[4].page_link("views/classify.py", label="Classify", icon=":material/image_
 
 st.subheader("The zoo")
 zoo = ui.zoo_table()
-if st.toggle("Count MACs and FLOPs at the canonical size", key="zoo-macs",
-             help="fvcore multiply-accumulates and torch FLOPs per image for all models "
-                  "(about 15 s on a laptop CPU the first time; cached on disk after)."):
-    from cnncompare import profiling
+costs = ui.zoo_costs(str(paths.home()))
+COLUMNS = {
+    "model": "Model",
+    "family": "Family",
+    "year": st.column_config.NumberColumn("Year", format="%d"),
+    "paper": "Paper",
+    "paper_url": st.column_config.LinkColumn("Link", display_text="paper"),
+    **ui.cost_columns(),
+    "input": st.column_config.TextColumn("Canonical input", help="channels x height x width"),
+    "num_classes": st.column_config.NumberColumn("Classes"),
+    "key_idea": "Key idea",
+}
 
-    bar = st.progress(0.0, text="Counting...")
-    costs = []
-    for i, name in enumerate(zoo["model"]):
-        bar.progress(i / len(zoo), text=f"Counting {name}...")
-        costs.append(ui.cost_summary(name, "canonical", {}))
-    bar.empty()
-    zoo.insert(6, "macs", [c["macs"] for c in costs])
-    zoo.insert(7, "flops", [c["flops"] for c in costs])
-    st.caption(profiling.MACS_VS_FLOPS)
-st.dataframe(
-    zoo,
-    hide_index=True,
-    height="content",
-    column_config={
-        "model": "Model",
-        "family": "Family",
-        "year": st.column_config.NumberColumn("Year", format="%d"),
-        "paper": "Paper",
-        "paper_url": st.column_config.LinkColumn("Link", display_text="paper"),
-        **ui.cost_columns(),
-        "input": st.column_config.TextColumn("Canonical input", help="channels x height x width"),
-        "num_classes": st.column_config.NumberColumn("Classes"),
-        "key_idea": "Key idea",
-    },
-)
-ui.csv_download(zoo, "cnncompare-zoo.csv")
+
+@st.fragment(run_every=None if costs.done() else 0.5)
+def zoo_panel() -> None:
+    """The zoo table; its MACs and FLOPs fill in as the background count delivers them."""
+    counted = costs.results()
+    table = zoo.copy()
+    table.insert(6, "macs", [counted.get(n, {}).get("macs") for n in table["model"]])
+    table.insert(7, "flops", [counted.get(n, {}).get("flops") for n in table["model"]])
+    if costs.done():
+        n, total = len(counted), len(table)
+        if n == total:
+            st.caption(f"MACs and FLOPs counted for all {n} networks at their canonical "
+                       f"input, per image. {MACS_VS_FLOPS}")
+        else:
+            st.caption(f"MACs and FLOPs counted for {n} of {total} networks at their "
+                       f"canonical input, per image. {MACS_VS_FLOPS}")
+        for name, error in costs.errors().items():
+            st.warning(f"{name}: {error}", icon=":material/warning:")
+    else:
+        done, n = len(counted), len(table)
+        st.caption(f"Counting MACs and FLOPs at the canonical input: {done} of {n} networks "
+                   "so far (once; kept on disk after).")
+    st.dataframe(table, hide_index=True, height="content", column_config=COLUMNS,
+                 key="zoo-table")
+    ui.csv_download(table, "cnncompare-zoo.csv")
+    if costs.done() and st.session_state.pop("zoo-counting", False):
+        st.rerun()  # once, so that this fragment stops polling
+    st.session_state["zoo-counting"] = not costs.done()
+
+
+zoo_panel()

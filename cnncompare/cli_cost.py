@@ -29,14 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Parameters, MACs (fvcore: one multiply-add = 1), FLOPs (torch's "
                     "FlopCounterMode: one multiply-add = 2) and memory, per image. "
                     "activation_mb is the sum of the layer outputs for one image in "
-                    "float32, in-place layers left out (an estimate). Cached on disk: a "
+                    "float32, in-place layers left out (an estimate). receptive_field is "
+                    "the size in input pixels of the region one unit of the last feature "
+                    "map can see (padding included). Cached on disk: a "
                     "second call is instant.",
     )
     _add_models(p)
     _add_config(p)
     view = p.add_mutually_exclusive_group()
     view.add_argument("--layers", action="store_true",
-                      help="the layer table (shapes, shape arithmetic, params, MACs per layer)")
+                      help="the layer table (shapes, shape arithmetic, receptive field rf, rf_jump "
+                           "and rf_start in input pixels, params, MACs per layer)")
     view.add_argument("--by-module", action="store_true", help="MACs and params per module")
     view.add_argument("--by-operator", action="store_true",
                       help="MACs (fvcore) and FLOPs (torch) per operator")
@@ -127,9 +130,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _summary_row(cfg: ModelConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    from cnncompare.receptive_field import receptive_field  # with profiling, on first use
+
     row = {"model": cfg.name, "input": f"{cfg.in_channels}x{cfg.input_size}x{cfg.input_size}",
            "width": cfg.width, "num_classes": cfg.num_classes}
     row.update(summary)
+    row["receptive_field"] = receptive_field(cfg)  # px, a unit of the last feature map
     return row
 
 

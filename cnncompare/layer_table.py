@@ -4,8 +4,10 @@ Each row (columns: :data:`LAYER_COLUMNS`) gives the layer's dotted name, its top
 block, type, kernel, stride and padding, input and output shapes (batch dimension
 dropped), for convolutions and poolings the shape arithmetic
 ``out = floor((in + 2p - k) / s) + 1`` with the numbers filled in
-(:func:`cnncompare.geometry.shape_arithmetic`), its parameters, its MACs (filled in by
-:mod:`cnncompare.profiling` from fvcore) and its output size in MB.
+(:func:`cnncompare.geometry.shape_arithmetic`), its receptive field ``rf``, ``rf_jump``
+and ``rf_start`` (input pixels; defined in :mod:`cnncompare.receptive_field`), its
+parameters, its MACs (filled in by :mod:`cnncompare.profiling` from fvcore) and its
+output size in MB.
 
 ``output_mb`` is one image's output (batch 1) in the model's dtype, float32 here. A
 module called twice (ResNet's shared ReLU) has a row per call; the later ones are marked
@@ -20,14 +22,15 @@ import torch
 from torch import nn
 
 from cnncompare.geometry import shape_arithmetic
+from cnncompare.receptive_field import fill_layer_fields
 
 MB = 1e6
 """Megabytes are decimal here, as torchinfo prints them."""
 
 LAYER_COLUMNS = [
     "layer", "block", "depth", "type", "kernel", "stride", "padding", "input_shape",
-    "output_shape", "shape_arithmetic", "params", "trainable_params", "macs", "output_mb",
-    "shared",
+    "output_shape", "shape_arithmetic", "rf", "rf_jump", "rf_start", "params",
+    "trainable_params", "macs", "output_mb", "shared",
 ]
 """The columns of the layer table, in order."""
 
@@ -75,6 +78,7 @@ def layer_rows(model: nn.Module, shape: tuple[int, ...],
             "output_mb": info.output_bytes / MB,
             "shared": bool(info.is_recursive),
         })
+    fill_layer_fields(rows, model, shape, device=device)
     return rows, activation
 
 

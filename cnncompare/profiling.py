@@ -78,6 +78,7 @@ from cnncompare.counting import (
     fvcore_macs,
 )
 from cnncompare.layer_table import LAYER_COLUMNS, MB, fill_layer_macs, layer_rows
+from cnncompare.receptive_field import RF_COLUMNS, receptive_field
 from cnncompare.registry import ModelConfig, as_config, config_for, on_meta_device
 
 SCHEMA = 2  # 2: a grouped convolution's weight gradient counted once in train_flops
@@ -143,7 +144,8 @@ class Profile:
 
     def layer_table(self) -> pd.DataFrame:
         """One row per executed leaf layer, in execution order (:mod:`cnncompare.layer_table`)."""
-        return pd.DataFrame(self.layers, columns=LAYER_COLUMNS)
+        frame = pd.DataFrame(self.layers, columns=LAYER_COLUMNS)
+        return frame.astype(dict.fromkeys(RF_COLUMNS, "Int64"))  # whole numbers, or empty
 
     def by_module(self, depth: int = 1) -> pd.DataFrame:
         """MACs and parameters of the modules ``depth`` levels below the model.
@@ -233,7 +235,9 @@ def profile_models(names: Iterable[str], *, preset: str | None = None,
     ``config`` (``input_size``, ``in_channels``, ``num_classes``, ``width``, ``stem``) is
     applied to every model; with ``preset="small"`` or ``"canonical"`` each model starts
     from its own preset and ``config`` overrides it. Columns: ``model, config, input,
-    width, num_classes``, then :data:`SUMMARY_KEYS`, then ``macs_per_param``.
+    width, num_classes``, then :data:`SUMMARY_KEYS`, then ``macs_per_param`` and
+    ``receptive_field`` (px: a unit of the last feature map, see
+    :func:`cnncompare.receptive_field.receptive_field`).
     """
     rows = []
     for name in names:
@@ -247,6 +251,7 @@ def profile_models(names: Iterable[str], *, preset: str | None = None,
         }
         row.update(cost_summary(cfg))
         row["macs_per_param"] = row["macs"] / row["params"] if row["params"] else math.nan
+        row["receptive_field"] = receptive_field(cfg)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -555,7 +560,7 @@ def code_digest() -> str:
     here = Path(__file__).resolve().parent
     files = sorted((here / "models").glob("*.py")) + [
         here / "geometry.py", here / "layer_table.py", here / "counting.py",
-        Path(__file__).resolve()]
+        here / "dataflow.py", here / "receptive_field.py", Path(__file__).resolve()]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())

@@ -82,7 +82,8 @@ _PRESET_KEYS = tuple(f.name for f in fields(Preset))
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the UI and the CLI show about a model: its paper, its ideas, its presets."""
+    """What the UI and the CLI show about a model: its paper, its ideas, its presets, and
+    the common pitfalls when people write it themselves (whole sentences, for the card)."""
 
     name: str
     family: str
@@ -95,10 +96,12 @@ class ModelInfo:
     adaptation: str  # what the small-input stem changes
     notes: str = ""
     version: int = 1  # bump when the module code changes what a trained run means
+    pitfalls: tuple[str, ...] = ()  # common mistakes when people write it themselves
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["key_ideas"] = list(self.key_ideas)
+        d["pitfalls"] = list(self.pitfalls)
         return d
 
     def preset(self, preset: str) -> Preset:

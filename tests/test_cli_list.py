@@ -72,7 +72,7 @@ def test_package_import_is_lazy_and_names_still_resolve():
             "from cnncompare import get_model, list_models, model_info, count_params\n"
             "print(lazy, len(list_models()), model_info('lenet').year, "
             "count_params('lenet'), 'get_model' in dir(cnncompare))")
-    assert _python(code).split() == ["True", "18", "1998", "61706", "True"]
+    assert _python(code).split() == ["True", "19", "1998", "61706", "True"]
 
 
 def test_subcommand_help_still_lists_its_options(capsys):

@@ -27,6 +27,7 @@ CANONICAL_COUNTS = {
     "resnet50": 25_557_032,
     "densenet121": 7_978_856,
     "alexnet2012": 60_965_224,
+    "alexnet_onetower": 62_378_344,  # the study notes' single tower with the paper's channels
     "lenet": 61_706,
     "lenet5": 61_706,
 }
@@ -223,3 +224,57 @@ def test_plan_branches_where_paths_merge():
 def test_impossible_configs_are_refused_clearly(kwargs, match):
     with pytest.raises(ValueError, match=match):
         get_model("resnet18", **kwargs)
+
+
+# The depth in a network's name (or paper): weighted layers on the longest path.
+DEPTHS = {"lenet": 5, "lenet5": 5, "alexnet": 8, "alexnet2012": 8, "alexnet_onetower": 8,
+          "nin": 12, "googlenet": 22, "vgg11": 11, "vgg13_bn": 13, "vgg16": 16, "vgg19": 19,
+          "resnet18": 18, "resnet34": 34, "resnet50": 50, "densenet121": 121}
+
+
+@pytest.mark.parametrize("name", sorted(DEPTHS))
+def test_depth_is_the_weighted_layers_on_the_longest_path(name):
+    from cnncompare.model_card import model_depth
+
+    assert model_depth(name) == DEPTHS[name]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_card_has_pitfalls_in_whole_sentences(name):
+    from cnncompare import model_info
+
+    pitfalls = model_info(name).pitfalls
+    assert 3 <= len(pitfalls) <= 6
+    for text in pitfalls:
+        assert text[0].isupper() and text.endswith("."), text
+    assert model_info(name).as_dict()["pitfalls"] == list(pitfalls)
+
+
+def test_onetower_alexnet_has_the_papers_channels_in_one_tower():
+    with torch.device("meta"):
+        model = get_model("alexnet_onetower")
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [96, 256, 384, 384, 256]
+    assert {c.groups for c in convs} == {1}
+    assert convs[0].padding == (2, 2)
+    y = model(torch.empty(1, 3, 224, 224, device="meta"))
+    assert y.shape == (1, 1000)
+    assert model.features(torch.empty(1, 3, 224, 224, device="meta")).shape[-1] == 6
+
+
+def test_size_notes_say_what_an_input_size_does():
+    from cnncompare.model_card import size_notes
+
+    # alexnet2012 at 224: 54 -> 26 -> 12 -> 5, stretched to the classifier's 6x6; 227 fits.
+    notes = size_notes("alexnet2012", input_size=224)
+    assert any("5 x 5" in n and "stretches it to the 6 x 6" in n and "At 227 px" in n
+               for n in notes), notes
+    assert size_notes("alexnet2012", input_size=227) == []
+    # VGG-16 at 28 px (small stem): block 5 runs on a 1x1 map.
+    (note,) = size_notes("vgg16", input_size=28)
+    assert "features.conv5_1, features.conv5_2, features.conv5_3 run on a 1 x 1 map" in note
+    assert "8 of the 9 positions" in note
+    # NiN at 224: 11x11 stride 4 then 3x3 stride 2 never read the last 5 rows and columns.
+    (note,) = size_notes("nin", input_size=224)
+    assert "last 5 rows and columns" in note and "block1.conv, pool1" in note
+    assert size_notes("resnet18") == [] and size_notes("densenet121", input_size=32) == []

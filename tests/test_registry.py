@@ -17,7 +17,8 @@ from cnncompare.registry import (
 )
 
 EXPECTED = {
-    "lenet", "lenet5", "alexnet", "alexnet2012", "vgg11", "vgg13", "vgg16", "vgg19",
+    "lenet", "lenet5", "alexnet", "alexnet2012", "alexnet_onetower", "vgg11", "vgg13", "vgg16",
+    "vgg19",
     "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "nin", "googlenet", "resnet18",
     "resnet34", "resnet50", "densenet121",
 }

@@ -7,6 +7,10 @@
   local response normalisation). The split over two GPUs becomes grouped convolutions
   (``groups=2``) in conv2, conv4 and conv5; conv3 and the classifier see both towers.
   60,965,224 parameters.
+* ``alexnet_onetower``: the AlexNet most study notes write: the paper's
+  96/256/384/384/256 channels in one tower (no groups, no local response normalisation)
+  and padding 2 on the first convolution, so that 224 px gives the paper's 55x55 map.
+  62,378,344 parameters at 3x224x224 with 1000 classes.
 """
 
 from __future__ import annotations
@@ -33,6 +37,20 @@ ADAPT = (
     "First convolution 3x3 stride 1 (instead of 11x11 stride 4); 2x2 stride-2 max "
     "pooling (instead of 3x3 stride 2); 3x3 pooled map before the classifier, whose "
     "hidden layers shrink with the width."
+)
+PITFALLS = (
+    "The classifier's input size depends on the image size: 256 x 6 x 6 = 9,216 features "
+    "at 227 px, or at 224 px with padding 2 on the first convolution; at 224 px without "
+    "padding the last map is 5 x 5 and a hard-coded 9,216 no longer fits.",
+    "The paper says 224 x 224, but its layer sizes need 227 x 227: (224 - 11) / 4 + 1 = "
+    "54.25 is not a whole number, while (227 - 11) / 4 + 1 = 55.",
+    "The torchvision alexnet has 64, 192, 384, 256 and 256 channels, not the paper's 96, "
+    "256, 384, 384 and 256, so its parameter count (61,100,840) is not the paper's "
+    "network's.",
+    "Dropout sits before the first two fully connected layers and is only switched off by "
+    "model.eval(): evaluating in training mode gives noisy, lower accuracy.",
+    "The max poolings overlap (3 x 3 windows, stride 2); a 2 x 2 stride-2 pooling changes "
+    "every map size after it.",
 )
 
 
@@ -134,6 +152,7 @@ class AlexNet(nn.Module):
         small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation=ADAPT,
         notes="torchvision's single-tower variant: 64/192/384/256/256 channels, no LRN.",
+        pitfalls=PITFALLS,
     ),
     _plan_tv,
 )
@@ -159,8 +178,15 @@ def alexnet(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
         adaptation=ADAPT,
         notes=(
             "The paper's network: 96/256/384/384/256 channels at 227 px, LRN after conv1 "
-            "and conv2, the two-GPU split as groups=2 in conv2, conv4 and conv5."
+            "and conv2, the two-GPU split as groups=2 in conv2, conv4 and conv5. Why 227: "
+            "the paper writes 224 x 224, but its first convolution (11 x 11, stride 4, no "
+            "padding) gives (224 - 11) / 4 + 1 = 54.25, not a whole number, while 227 gives "
+            "exactly the 55 x 55 map the paper reports, then 27, 13 and 6 after the three "
+            "poolings. At 224 px this network still runs (PyTorch rounds down to 54), but "
+            "its last map is 5 x 5 and the adaptive pooling stretches it to the 6 x 6 the "
+            "classifier expects."
         ),
+        pitfalls=PITFALLS,
     ),
     _plan_2012,
 )
@@ -169,6 +195,40 @@ def alexnet2012(*, num_classes, in_channels, input_size, width, small) -> nn.Mod
     # The two GPU towers: conv2, conv4 and conv5 see only their own tower's half.
     feats = _features(_plan_2012(input_size, small), in_channels, c,
                       groups={"conv2": 2, "conv4": 2, "conv5": 2}, lrn_after=("conv1", "conv2"))
+    pooled = 3 if small else 6
+    hidden = scale(4096, width)
+    return AlexNet(feats, pooled, _classifier(c[4] * pooled * pooled, hidden, num_classes))
+
+
+@register_model(
+    ModelInfo(
+        name="alexnet_onetower",
+        family="AlexNet",
+        year=2012,
+        paper=PAPER,
+        paper_url=PAPER_URL,
+        key_ideas=KEY_IDEAS,
+        canonical=IMAGENET,
+        small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
+        adaptation=ADAPT,
+        notes=(
+            "The AlexNet most study notes write: the paper's 96/256/384/384/256 channels in "
+            "one tower, and padding 2 on the first convolution so that a 224 px input gives "
+            "the paper's 55 x 55 map (then 27, 13 and 6). It has 62,378,344 parameters at "
+            "3 x 224 x 224 with 1000 classes. torchvision's alexnet (61,100,840) keeps the "
+            "single tower but narrows it to 64/192/384/256/256 channels, after Krizhevsky's "
+            "2014 'One weird trick' paper. The paper's own network, alexnet2012 "
+            "(60,965,224), has the same channels split over two GPUs: conv2, conv4 and "
+            "conv5 see only their own half, which saves parameters, and it normalises "
+            "with LRN. Like the notes, this one has no LRN."
+        ),
+        pitfalls=PITFALLS,
+    ),
+    _plan_tv,
+)
+def alexnet_onetower(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
+    c = [scale(ch, width) for ch in (96, 256, 384, 384, 256)]
+    feats = _features(_plan_tv(input_size, small), in_channels, c)
     pooled = 3 if small else 6
     hidden = scale(4096, width)
     return AlexNet(feats, pooled, _classifier(c[4] * pooled * pooled, hidden, num_classes))

@@ -26,6 +26,18 @@ LAYER_STEPS = {"conv1": conv(1), "conv2": conv(3, 1, 1)}
 TRANSITION_STEPS = {"conv": conv(1), "pool": avgpool(2, 2)}
 """A transition's 1x1 convolution and 2x2 average pooling by module name."""
 
+PITFALLS = (
+    "Each dense layer reads the concatenation of the block's input and every earlier "
+    "layer's output, so its input channels grow by the growth rate each time; a fixed "
+    "channel count fails at the first 1 x 1 convolution.",
+    "A transition halves the channels (compression 0.5) and the map, with 2 x 2 average "
+    "pooling, not max pooling.",
+    "Every layer is pre-activation (batch normalisation, ReLU, then the convolution), and "
+    "the network ends with one more batch normalisation and ReLU before global pooling.",
+    "The concatenations keep every earlier map alive, so DenseNet-121 needs more "
+    "activation memory than its 8 million parameters suggest.",
+)
+
 
 def _stem(small: bool) -> dict[str, Step]:
     """``conv0`` (7x7 stride 2, or 3x3 stride 1 on small inputs) and ``pool0``."""
@@ -149,6 +161,7 @@ def _plan(input_size: int, small: bool) -> Plan:
             "stride-2 max pooling, so a 32 px input reaches the first dense block at 16x16."
         ),
         notes="Blocks of 6, 12, 24, 16 layers; growth 32; 1x1 bottlenecks of 4 x growth.",
+        pitfalls=PITFALLS,
     ),
     _plan,
 )

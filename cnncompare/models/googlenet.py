@@ -47,6 +47,18 @@ BRANCHES: tuple[tuple[Step, ...], ...] = (
     (maxpool(3, 1, 1, ceil_mode=True), conv(1)),
 )
 
+PITFALLS = (
+    "In torchvision, GoogLeNet uses a 3 x 3 kernel in the branch the paper calls 5 x 5 (kept "
+    "for its pretrained weights); a true 5 x 5 branch has more parameters than "
+    "torchvision's 6,624,904.",
+    "The four branches must keep the map's size (padding 1 for a 3 x 3 kernel, 2 for a "
+    "5 x 5, and a stride-1 3 x 3 max pooling with padding 1), or torch.cat fails.",
+    "The max poolings between stages round up (ceil_mode=True): at 224 px the first one "
+    "gives 56 x 56, and rounding down gives 55 x 55 and different sizes after it.",
+    "The two auxiliary classifiers only run in training mode, their losses weighted by "
+    "0.3; in eval mode the network returns the main logits only.",
+)
+
 
 class GoogLeNetOutputs(NamedTuple):
     logits: Tensor
@@ -214,6 +226,7 @@ class GoogLeNet(nn.Module):
             "torchvision's layout: batch normalisation after every convolution and a 3x3 "
             "kernel in the '5x5' branch. Auxiliary heads off unless aux_logits=True."
         ),
+        pitfalls=PITFALLS,
     ),
     _plan,
 )

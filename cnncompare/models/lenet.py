@@ -74,6 +74,18 @@ def _lenet(
 
 _CANON = Preset(input_size=28, in_channels=1, num_classes=10)
 _SMALL = Preset(input_size=28, in_channels=1, num_classes=10, width=1.0)
+PITFALLS = (
+    "MNIST's digits are 28 x 28 and the paper's first layer expects 32 x 32: without "
+    "padding 2 on the first convolution the map before the classifier is 4 x 4, and the "
+    "first linear layer needs 16 x 4 x 4 = 256 inputs instead of 400.",
+    "Textbook LeNets connect every channel of S2 to every map of C3 and end with a linear "
+    "layer; the paper's sparse C3 table and RBF output give other parameter counts.",
+    "With sigmoid activations the network learns slowly at small learning rates: the "
+    "textbook trains it with plain SGD at a learning rate of 0.9, far above what a ReLU "
+    "network takes.",
+    "Flatten before the first linear layer: nn.Linear applied to a 4-D map acts on its "
+    "last dimension only and gives a wrong shape instead of an error.",
+)
 _ADAPT = (
     "None needed: LeNet was designed for 32x32 digits. A 28x28 input gets padding 2 on "
     "the first convolution, so both give a 16x5x5 map before the classifier; other sizes "
@@ -97,6 +109,7 @@ _ADAPT = (
         small=_SMALL,
         adaptation=_ADAPT,
         notes="Textbook form: sigmoid activations, average pooling, full C3 connectivity.",
+        pitfalls=PITFALLS,
     ),
     _plan_classic,
 )
@@ -120,6 +133,7 @@ def lenet5(**kw) -> nn.Module:
         small=_SMALL,
         adaptation=_ADAPT,
         notes="Modern form: ReLU activations and max pooling; same shapes as lenet5.",
+        pitfalls=PITFALLS,
     ),
     _plan_modern,
 )

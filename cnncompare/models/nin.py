@@ -25,6 +25,18 @@ def _first_conv(small: bool) -> Step:
 MLP = conv(1)
 """The two 1x1 convolutions of every block: a small MLP at each pixel."""
 
+PITFALLS = (
+    "The 1 x 1 layers of a block are convolutions with kernel_size=1, not linear layers: "
+    "they apply the same small network at every pixel and keep the map.",
+    "The last block must output one channel per class and be followed by global average "
+    "pooling to 1 x 1 and a flatten; there is no fully connected classifier.",
+    "The first block's 11 x 11 stride-4 convolution without padding does not fit a 224 px "
+    "image evenly: (224 - 11) / 4 is not whole, and together with the first pooling the "
+    "last 5 rows and columns of the image are never read.",
+    "Dropout goes before the class block, and like every dropout it is only switched off "
+    "by model.eval().",
+)
+
 
 def _layout(small: bool) -> list[tuple[str, Step]]:
     """``(module name, step)``: each block's first convolution, and the poolings."""
@@ -83,6 +95,7 @@ def nin_block(c_in: int, c_out: int, first: Step) -> nn.Sequential:
         small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation="First block 3x3 stride 1 (instead of 11x11 stride 4).",
         notes="Layout of Dive into Deep Learning's NiN; dropout 0.5 before the class block.",
+        pitfalls=PITFALLS,
     ),
     _plan,
 )

@@ -17,6 +17,21 @@ from cnncompare.geometry import Branches, Plan, Step, conv, maxpool
 from cnncompare.models._common import IMAGENET, scale
 from cnncompare.registry import ModelInfo, PlanFunction, Preset, register_model
 
+PITFALLS = (
+    "When a stage halves the map and changes the channels, the shortcut needs a 1 x 1 "
+    "convolution with stride 2 (and batch normalisation); an identity shortcut then fails "
+    "with a shape mismatch at the addition.",
+    "The last ReLU of a block comes after the addition, relu(F(x) + x), not inside F "
+    "before it.",
+    "Convolutions followed by batch normalisation need no bias (bias=False): the "
+    "normalisation subtracts the mean and cancels it.",
+    "In torchvision, ResNet-50 (v1.5) puts the stride on the 3 x 3 convolution of a "
+    "bottleneck, the paper on the first 1 x 1: the same parameters, different MACs and "
+    "accuracy.",
+    "On 32 px images the 7 x 7 stride-2 stem and the max pooling leave a 1 x 1 map in the "
+    "last stage; CIFAR versions use a 3 x 3 stride-1 stem without pooling.",
+)
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions (the first with the block's stride) beside the shortcut."""
@@ -195,6 +210,7 @@ def _register(name: str) -> None:
         small=Preset(input_size=32, in_channels=3, num_classes=10, width=0.25),
         adaptation="First convolution 3x3 stride 1 (instead of 7x7 stride 2), no max pooling.",
         notes=f"Stages of {layers} {kind}; stride 2 on the 3x3 convolution (v1.5).",
+        pitfalls=PITFALLS,
     )
 
     def builder(*, num_classes, in_channels, input_size, width, small) -> nn.Module:

@@ -34,6 +34,21 @@ ADAPT = (
     "of 4096."
 )
 
+PITFALLS = (
+    "Configurations A, B, D and E (VGG-11, 13, 16 and 19) differ only in how many "
+    "convolutions each block has; copying the wrong list gives another depth with the "
+    "same shapes, so nothing fails.",
+    "Every 3 x 3 convolution needs padding 1; without it each one shrinks the map by two "
+    "pixels and the 7 x 7 map before the classifier is lost.",
+    "The classifier reads 512 x 7 x 7 = 25,088 features at 224 px; a 32 px image leaves a "
+    "1 x 1 map after five poolings, so a classifier sized for 7 x 7 fails unless an "
+    "adaptive pooling (or a smaller classifier) is used.",
+    "Most parameters are in the classifier: in VGG-16, 123,642,856 of 138,357,544 are in "
+    "its three linear layers.",
+    "The versions with batch normalisation (vgg16_bn) are a later addition, not the "
+    "paper's; they train much more easily from scratch.",
+)
+
 
 def _layout(cfg_name: str, small: bool) -> list[tuple[int | None, Step]]:
     """``(out_channels, step)`` for every entry of the config, in order.
@@ -140,6 +155,7 @@ def _register(cfg_name: str, batch_norm: bool) -> None:
         small=Preset(input_size=32, in_channels=3, num_classes=10, width=0.125),
         adaptation=ADAPT,
         notes=f"{depth} weight layers" + (", batch-normalised" if batch_norm else "") + ".",
+        pitfalls=PITFALLS,
     )
 
     def builder(**kw) -> nn.Module:

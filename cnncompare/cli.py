@@ -1,11 +1,12 @@
-"""Command line: ``python -m cnncompare list|profile|bench|train|runs|export``.
+"""Command line: ``python -m cnncompare list|profile|bench|train|study|runs|export``.
 
 Every subcommand prints a table (``--format table``), CSV or JSON on stdout and its
 progress on stderr. A bad argument (an unknown model, an impossible size, a missing
 dataset) ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 
 Subcommands live beside this file: ``list`` here, ``profile``/``bench`` in
-``cli_cost.py``, ``train``/``runs``/``export`` in ``cli_train.py``. Each of those modules
+``cli_cost.py``, ``train``/``runs``/``export`` in ``cli_train.py``, ``study`` in
+``cli_study.py``. Each of those modules
 has ``register(subparsers)``, which adds its parsers with ``func=handler``.
 
 Only the module of the command being run is imported (they import torch, seconds);
@@ -35,6 +36,8 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "bench": ("cnncompare.cli_cost",
               "latency, throughput and peak memory per model and batch size"),
     "train": ("cnncompare.cli_train", "train a model (or return its stored run)"),
+    "study": ("cnncompare.cli_study",
+              "train models x seeds (x one factor) and summarise over the seeds"),
     "runs": ("cnncompare.cli_train", "list stored runs with their final metrics"),
     "export": ("cnncompare.cli_train",
                "write runs, final metrics and each model's cost to one CSV"),
@@ -175,14 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except MemoryError:
-        print("error: out of memory: choose a smaller model, input or batch size.",
-              file=sys.stderr)
-        return 2
     except Exception as exc:  # noqa: BLE001 - the CLI's promise: one line, never a traceback
         if os.environ.get(DEBUG_ENV):
             raise
-        if _is_out_of_memory(exc):
+        if isinstance(exc, MemoryError):
+            print("error: out of memory: choose a smaller model, input or batch size.",
+                  file=sys.stderr)
+        elif _is_out_of_memory(exc):
             print(f"error: out of memory ({one_line(exc)}): choose a smaller model, input "
                   "or batch size.", file=sys.stderr)
         else:

@@ -5,7 +5,13 @@
     python -m cnncompare bench --models lenet,resnet18 --batch-sizes 1,8 --device cpu
 
 Numbers are written raw (counts, MB, ms), never as "1.8 G" strings, so that the CSV and
-JSON outputs can be read back by a program. Progress goes to stderr.
+JSON outputs can be read back by a program. Progress goes to stderr, and so does one
+``warning:`` line per benchmark row whose timing should not be trusted (a noisy machine, a
+larger batch faster than a smaller one).
+
+Every argument is checked before any work starts: sizes within :data:`LIMITS`, and for
+``bench`` each row's estimated memory and step time against the device's free memory
+and the time budget (:func:`cnncompare.benchmark.check_feasible`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from cnncompare.cli import COMMANDS, CliError, add_format, emit, parse_list
+from cnncompare.benchmark import MAX_THREADS
+from cnncompare.cli import COMMANDS, CliError, add_format, emit, one_line, parse_list
 from cnncompare.devices import resolve_device
 from cnncompare.registry import ModelConfig, config_for
 
@@ -64,10 +71,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "amp"),
                    default="float32", help="weights and inputs dtype, or amp (autocast)")
     b.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
-    b.add_argument("--iters", type=int, default=20, help="timed steps at most (default: 20)")
+    b.add_argument("--iters", type=int, default=30,
+                   help="timed steps at most; timing stops sooner once 5 steps spread at most "
+                        "--target-spread around their median (default: 30)")
+    b.add_argument("--target-spread", type=float, default=0.10,
+                   help="stop once (p90 - p10) / median is at most this (default: 0.10)")
     b.add_argument("--max-seconds", type=float, default=10.0,
-                   help="stop timing a row after this long, after 3 steps (default: 10)")
-    b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as is)")
+                   help="the time budget of one row, warm-up included; a row whose step "
+                        "would take longer is refused before it starts (default: 10)")
+    b.add_argument("--threads", type=int, default=None,
+                   help=f"torch CPU threads, 1 to {MAX_THREADS} (default: as is)")
     b.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
     b.add_argument("--reuse", action="store_true",
                    help="reuse rows measured before with the same settings (default: measure)")
@@ -90,9 +103,19 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     g.add_argument("--width", type=float, default=None, help="channel width multiplier")
 
 
+LIMITS = {"input_size": 4096, "in_channels": 1024, "num_classes": 1_000_000}
+"""The largest value of each size argument: beyond them no network here is meaningful, and
+building one would exhaust the memory before any message could be given."""
+
+
 def _config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("input_size", "in_channels", "num_classes", "width")
-    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    values = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    for key, most in LIMITS.items():
+        if key in values and values[key] > most:
+            flag = "--" + key.replace("_", "-")
+            raise CliError(f"{flag} must be at most {most:,}, got {values[key]:,}.")
+    return values
 
 
 def _configs(args: argparse.Namespace) -> list[ModelConfig]:
@@ -102,7 +125,7 @@ def _configs(args: argparse.Namespace) -> list[ModelConfig]:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from cnncompare import profiling  # imported on first use: torch's FLOP counter is slow
+    from cnncompare import profiling
 
     cfgs = _configs(args)
     if args.depth < 1:
@@ -140,20 +163,35 @@ def _summary_row(cfg: ModelConfig, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cnncompare import benchmark  # imported on first use: torch's FLOP counter is slow
+    from cnncompare import benchmark
 
     cfgs = _configs(args)
     sizes = benchmark.check_batch_sizes(parse_list(args.batch_sizes, int, "batch size"))
+    if max(sizes) > MAX_BATCH:
+        raise CliError(f"batch sizes must be at most {MAX_BATCH:,}, got {max(sizes):,}.")
     settings = benchmark.BenchSettings(
         mode=args.mode, device=args.device, dtype=args.dtype, warmup=args.warmup,
         iters=args.iters, max_seconds=args.max_seconds, measure_memory=not args.no_memory,
-        threads=args.threads,
+        threads=args.threads, target_spread=args.target_spread,
+        min_iters=min(benchmark.BenchSettings.min_iters, args.iters),
     )
-    resolve_device(settings.device)  # a missing device fails here, before any model is built
+    try:  # a missing or malformed device fails here, before any model is built
+        resolve_device(settings.device)
+    except RuntimeError as exc:
+        raise CliError(f"Unknown device {args.device!r} ({one_line(exc)}); choose auto, cpu, "
+                       "cuda, cuda:N or mps.") from None
     frame = benchmark.benchmark_models(cfgs, sizes, settings, cache=args.reuse,
                                        progress=StderrProgress())
     emit(frame, args.format)
+    for row in frame.itertuples(index=False):
+        if row.note:
+            print(f"warning: {row.model} at batch {row.batch_size}: {row.note}",
+                  file=sys.stderr)
     return 0
+
+
+MAX_BATCH = 65_536
+"""The largest batch size ``bench`` accepts (the memory check refuses most before)."""
 
 
 class StderrProgress:

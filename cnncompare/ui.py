@@ -173,8 +173,22 @@ def cost_columns(compact: bool = False) -> dict[str, Any]:
             help="Operators that ran but have no MAC formula in fvcore, with their call count."),
         "median_ms": number("Latency (ms)", format="%.2f",
                             help="Median time of one step, measured on this machine."),
+        "p10_ms": number("p10 (ms)", format="%.2f",
+                         help="10th percentile of the step times, measured on this machine."),
         "p90_ms": number("p90 (ms)", format="%.2f",
                          help="90th percentile of the step times, measured on this machine."),
+        "spread": number("Spread", format="percent",
+                         help="(p90 - p10) / median of the step times. Timing repeats until "
+                              "this is small or the time budget is spent; above 25% the "
+                              "row is marked noisy."),
+        "noisy": st.column_config.CheckboxColumn(
+            "Noisy", help="The step times spread too much for the median to mean much: "
+                          "the machine was busy."),
+        "batch_anomaly": st.column_config.CheckboxColumn(
+            "Faster than a smaller batch",
+            help="This batch's step took less time than a smaller batch's: one of the two "
+                 "timings was disturbed."),
+        "note": st.column_config.TextColumn("Note", width="large"),
         "latency_ms": number("Latency (ms)", format="%.2f",
                              help="Median time of one inference at batch 1, measured on this "
                                   "machine."),

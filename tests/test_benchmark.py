@@ -144,7 +144,8 @@ def test_max_seconds_caps_the_timing():
     settings = B.BenchSettings(device="cpu", warmup=0, iters=1000, min_iters=3,
                                max_seconds=0.05, measure_memory=False)
     frame = B.benchmark_models(["lenet"], [1], settings, preset="small")
-    assert 3 <= frame["iters"].iloc[0] < 1000
+    assert 1 <= frame["iters"].iloc[0] < 1000
+    assert frame["stopped"].iloc[0] in ("time budget", "steady")
     assert frame["mem_method"].iloc[0] == "not measured"
 
 
@@ -199,3 +200,152 @@ def test_amp_benchmark_times_the_precision_training_uses(monkeypatch, cuda_bf16)
     assert runner.runtime.amp_dtype == trained == torch.bfloat16
     assert not runner.scaler.is_enabled()  # bf16 needs no gradient scaler
     runner.step()
+
+
+# --- Timings people can trust -------------------------------------------------------------
+
+def _timing(times, stopped="max steps"):
+    return B.Timing(times=list(times), stopped=stopped)
+
+
+def test_steady_steps_stop_at_min_iters():
+    settings = B.BenchSettings(device="cpu", warmup=2, iters=50, min_iters=5,
+                               max_seconds=30.0, target_spread=0.5)
+    timing = B.time_steps(lambda: sum(range(20000)), torch.device("cpu"), settings)
+    # A pure-Python loop of fixed length: steady within 50% after a few steps.
+    assert timing.stopped == "steady" and 5 <= len(timing.times) < 50
+    assert B.relative_spread(timing.times) <= 0.5
+
+
+def test_unsteady_steps_go_on_until_the_step_limit():
+    import itertools
+    import time
+
+    pauses = itertools.cycle([0.0, 0.004])  # every other step 4 ms longer
+    settings = B.BenchSettings(device="cpu", warmup=0, iters=12, min_iters=5,
+                               max_seconds=30.0)
+    timing = B.time_steps(lambda: time.sleep(next(pauses)), torch.device("cpu"), settings)
+    assert timing.stopped == "max steps" and len(timing.times) == 12
+    stats = B.summarize_times(timing, settings)
+    assert stats["noisy"] and stats["spread"] > B.NOISY_SPREAD
+    assert stats["note"].startswith("Too noisy to mean much")
+    assert "12 steps, the most asked for" in stats["note"]
+
+
+def test_the_time_budget_bounds_warm_up_and_timing():
+    import itertools
+    import time
+
+    pauses = itertools.cycle([0.01, 0.04])  # never steady
+    settings = B.BenchSettings(device="cpu", warmup=100, iters=1000, min_iters=5,
+                               max_seconds=0.2)
+    start = time.perf_counter()
+    timing = B.time_steps(lambda: time.sleep(next(pauses)), torch.device("cpu"), settings)
+    assert time.perf_counter() - start < 0.2 + 0.2  # the budget, and one step past it
+    assert timing.stopped == "time budget" and 1 <= len(timing.times) < 10
+
+
+def test_summary_of_known_times():
+    settings = B.BenchSettings()
+    stats = B.summarize_times(_timing([10.0] * 9 + [11.0], "steady"), settings)
+    assert stats["median_ms"] == 10.0 and stats["p10_ms"] == 10.0
+    assert stats["p90_ms"] == pytest.approx(10.1)
+    assert stats["spread"] == pytest.approx(0.01) and not stats["noisy"]
+    assert stats["note"] == ""
+    few = B.summarize_times(_timing([5.0, 6.0], "time budget"), settings)
+    assert few["noisy"] and few["note"].startswith("Only 2 step(s) fit in the 10 s budget")
+
+
+def _row(batch, median, **extra):
+    row = dict.fromkeys(B.RESULT_COLUMNS)
+    row.update(model="lenet", config_key="k", mode="infer", device="cpu", dtype="float32",
+               threads=2, batch_size=batch, median_ms=median, note="", noisy=False)
+    row.update(extra)
+    return row
+
+
+def test_a_larger_batch_faster_than_a_smaller_one_is_flagged():
+    import pandas as pd
+
+    frame = pd.DataFrame([_row(1, 2.0), _row(8, 1.5), _row(16, 3.0), _row(32, 2.5),
+                          _row(1, 9.0, config_key="other")], columns=B.RESULT_COLUMNS)
+    flagged = B.flag_batch_anomalies(frame)
+    assert list(flagged["batch_anomaly"]) == [False, True, False, True, False]
+    assert flagged.loc[1, "note"].startswith("Batch 8 took 1.5 ms a step, less than batch 1")
+    assert "less than batch 16 (3 ms)" in flagged.loc[3, "note"]
+    assert flagged.loc[0, "note"] == ""
+
+
+def test_rows_carry_the_spread_and_why_timing_stopped():
+    frame = B.benchmark_models(["lenet"], [1, 2], FAST, preset="small")
+    assert (frame["p10_ms"] <= frame["median_ms"]).all()
+    assert (frame["median_ms"] <= frame["p90_ms"]).all()
+    spread = (frame["p90_ms"] - frame["p10_ms"]) / frame["median_ms"]
+    assert np.allclose(frame["spread"], spread)
+    assert set(frame["stopped"]) <= {"steady", "max steps", "time budget"}
+    assert (frame["status"] == "measured").all()
+    assert frame["noisy"].dtype == bool and frame["batch_anomaly"].dtype == bool
+    assert (frame["load_per_core"] >= 0).all()
+
+
+def test_memory_beyond_the_free_memory_is_refused_before_anything_is_built(monkeypatch):
+    monkeypatch.setattr(B, "free_memory_mb", lambda device: 1.0)
+    monkeypatch.setattr(B, "benchmark_one", lambda *a, **k: pytest.fail("built"))
+    monkeypatch.setattr(B, "machine_peak", lambda *a, **k: pytest.fail("timed the peak"))
+    with pytest.raises(ValueError, match=r"vgg11 3x32x32 w0\.125 at batch 64 needs about "
+                                         r"\d+ MB .* more than the 1 MB free"):
+        B.benchmark_models(["vgg11"], [64], FAST, preset="small")
+
+
+def test_a_step_longer_than_the_budget_is_refused(monkeypatch):
+    slow = {"gflops": 0.001, "n": 256}
+    monkeypatch.setattr(B, "machine_peak", lambda *a, **k: slow)
+    monkeypatch.setattr(B, "benchmark_one", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(ValueError, match=r"would take about [\d,]+ s per inference step in "
+                                         r"float32 .* more than the time budget of 5 s"):
+        B.benchmark_models(["resnet18"], [1], FAST, preset="small")
+
+
+def test_machine_peak_stays_within_its_budget():
+    import time
+
+    start = time.perf_counter()
+    peak = B.machine_peak("cpu", "float32", cache=False, max_seconds=0.3, iters=3)
+    assert time.perf_counter() - start < 0.3 + 1.0  # one size's runs past the budget
+    assert peak["n"] in (256, 512, 1024, 2048) and peak["gflops"] > 0
+
+
+def test_threads_change_this_thread_only():
+    default = torch.get_num_threads()
+    seen = {}
+
+    def new_thread_count():
+        result = []
+        worker = threading.Thread(target=lambda: result.append(torch.get_num_threads()))
+        worker.start()
+        worker.join()
+        return result[0]
+
+    with B._threads(1):
+        seen["inside"] = torch.get_num_threads()
+        seen["new thread"] = new_thread_count()  # e.g. a training job started meanwhile
+    assert seen == {"inside": 1, "new thread": default}
+    assert torch.get_num_threads() == default and new_thread_count() == default
+
+
+def test_missing_rows_say_not_measured_yet():
+    frame = B.benchmark_models(["lenet", "alexnet"], [1], FAST, preset="small",
+                               only_cached=True, missing="row")
+    assert list(frame["status"]) == [B.NOT_MEASURED] * 2
+    assert frame["median_ms"].isna().all()
+    assert B.latency_text(frame.iloc[0].to_dict()) == "not measured yet"
+    measured = B.benchmark_models(["lenet"], [1], FAST, preset="small").iloc[0].to_dict()
+    text = B.latency_text(measured)
+    assert text.startswith(f"{measured['median_ms']:.3g} ms (p10–p90 ")
+
+
+def test_a_home_that_cannot_be_written_still_benchmarks(cnncompare_home):
+    cnncompare_home.mkdir(parents=True, exist_ok=True)
+    (cnncompare_home / "cache").write_text("a file where the cache folder would go")
+    frame = B.benchmark_models(["lenet"], [1], FAST, preset="small")
+    assert frame["median_ms"].iloc[0] > 0 and not frame["cached"].iloc[0]

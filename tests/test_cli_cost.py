@@ -130,3 +130,104 @@ def test_module_entry_point_is_quiet():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0].startswith("model,input,width,num_classes,params")
     assert proc.stderr == ""  # fvcore/TorchScript warnings stay silent
+
+
+# --- Issue 12: every bad argument ends in one error line, exit status 2, before any work ---
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1 and err[-1] == errors[0], err
+    assert not any("Traceback" in line for line in err)
+    return errors[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bench", "--models", "lenet", "--threads", "1000000"], "threads must be an integer from 1"),
+    (["bench", "--models", "lenet", "--threads", "-3"], "threads must be an integer from 1"),
+    (["bench", "--models", "lenet", "--input-size", "100000"],
+     "--input-size must be at most 4,096, got 100,000."),
+    (["profile", "--models", "lenet", "--num-classes", "1000000000"],
+     "--num-classes must be at most 1,000,000"),
+    (["profile", "--models", "lenet", "--in-channels", "100000"],
+     "--in-channels must be at most 1,024"),
+    (["profile", "--models", "lenet", "--width", "nan"], "width must be a number"),
+    (["profile", "--models", "lenet", "--depth", "0", "--by-module"], "--depth must be at least 1"),
+    (["bench", "--models", "lenet", "--batch-sizes", "10000000"],
+     "batch sizes must be at most 65,536"),
+    (["bench", "--models", "vgg16", "--batch-sizes", "60000"],
+     "at batch 60000 needs about"),
+    (["bench", "--models", "lenet", "--device", "cpu:abc"], "Unknown device 'cpu:abc'"),
+    (["bench", "--models", "lenet", "--max-seconds", "0"], "max_seconds must be more than 0"),
+    (["bench", "--models", "lenet", "--max-seconds", "nan"], "max_seconds must be more than 0"),
+    (["bench", "--models", "lenet", "--max-seconds", "1e9"], "at most 3600"),
+    (["bench", "--models", "lenet", "--iters", "1000000000"], "iters at most 100000"),
+    (["bench", "--models", "lenet", "--warmup", "-1"], "warmup must be an integer"),
+    (["bench", "--models", "lenet", "--target-spread", "0"], "target_spread must be"),
+    (["bench", "--models", "vgg16", "--batch-sizes", "64", "--device", "cpu",
+      "--max-seconds", "0.01"], "more than the time budget of 0.01 s"),
+])
+def test_out_of_range_arguments_are_refused_before_work(capsys, args, message):
+    assert main(args) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_huge_thread_count_is_refused_in_a_real_process():
+    run = [sys.executable, "-m", "cnncompare", "bench", "--models", "lenet", "--threads",
+           "1000000", "--device", "cpu"]
+    proc = subprocess.run(run, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2  # not -11 (SIGSEGV)
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: threads must be")
+
+
+def test_float16_on_the_cpu_is_bounded_by_the_time_budget(capsys):
+    import time
+
+    start = time.perf_counter()
+    code = main(["bench", "--models", "lenet", "--preset", "small", "--dtype", "float16",
+                 "--device", "cpu", "--max-seconds", "2", "--no-memory", "--format", "csv"])
+    assert time.perf_counter() - start < 60
+    captured = capsys.readouterr()
+    if code == 0:
+        assert pd.read_csv(io.StringIO(captured.out))["median_ms"].iloc[0] > 0
+    else:
+        assert code == 2 and "time budget" in captured.err.splitlines()[-1]
+
+
+def test_noisy_rows_are_flagged_on_stderr_and_in_the_csv(capsys, monkeypatch):
+    from cnncompare import benchmark
+
+    def noisy(timing, settings):
+        timing = benchmark.Timing(times=[1.0, 3.0, 1.0, 3.0, 1.0], stopped="max steps")
+        return real(timing, settings)
+
+    real = benchmark.summarize_times
+    monkeypatch.setattr(benchmark, "summarize_times", noisy)
+    assert main(["bench", "--models", "lenet", "--device", "cpu", "--iters", "5",
+                 "--no-memory", "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    row = pd.read_csv(io.StringIO(captured.out)).iloc[0]
+    assert bool(row["noisy"]) and row["spread"] == pytest.approx(2.0)
+    assert row["note"].startswith("Too noisy to mean much")
+    assert "warning: lenet at batch 1: Too noisy to mean much" in captured.err
+
+
+@pytest.mark.parametrize("exc,message", [
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB\n"
+                  "more detail"), "error: out of memory (DefaultCPUAllocator: can't allocate "
+                                  "memory: you tried to allocate 1 GB)"),
+    (MemoryError(), "error: out of memory: choose a smaller model, input or batch size."),
+    (TypeError("bad thing\nsecond line"), "error: TypeError: bad thing (set CNNCOMPARE_DEBUG=1"),
+])
+def test_an_unexpected_failure_is_one_error_line(capsys, monkeypatch, exc, message):
+    from cnncompare import cli_cost
+
+    def boom(args):
+        raise exc
+
+    monkeypatch.setattr(cli_cost, "cmd_profile", boom)
+    assert main(["profile", "--models", "lenet"]) == 2
+    assert _one_error_line(capsys).startswith(message)
+    monkeypatch.setenv("CNNCOMPARE_DEBUG", "1")
+    with pytest.raises(type(exc)):
+        main(["profile", "--models", "lenet"])

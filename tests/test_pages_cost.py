@@ -110,3 +110,25 @@ def test_profile_page_runs_a_benchmark_then_shows_it_from_cache(monkeypatch):
     assert not again.exception
     assert len(calls) == 4
     assert list(again.dataframe[-1].value["median_ms"]) == list(bench["median_ms"])
+
+
+def test_profile_page_says_when_a_timing_is_not_to_be_trusted(monkeypatch):
+    real = benchmark.summarize_times
+
+    def noisy(timing, settings):  # every other step three times as long
+        return real(benchmark.Timing(times=[1.0, 3.0] * 3, stopped="time budget"), settings)
+
+    monkeypatch.setattr(benchmark, "summarize_times", noisy)
+    at = _page("profile_bench").run()
+    at.multiselect(key="prof-models").set_value(["lenet"])
+    at.multiselect(key="bench-batches").set_value([1])
+    at.number_input(key="bench-iters").set_value(3)
+    at.number_input(key="bench-seconds").set_value(1.0)
+    at.button(key="FormSubmitter:bench-form-Run benchmark").click().run()
+    assert not at.exception
+    bench = at.dataframe[-1].value
+    assert {"p10_ms", "p90_ms", "spread", "noisy"} <= set(bench.columns)
+    assert bool(bench["noisy"].iloc[0])
+    warning = " ".join(w.value for w in at.warning)
+    assert "Some timings should not be trusted" in warning
+    assert "**lenet, batch 1**: Too noisy to mean much" in warning

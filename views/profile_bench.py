@@ -81,15 +81,21 @@ with st.form("bench-form"):
     dtype = c4.selectbox("Dtype", DTYPES, key="bench-dtype",
                          help="amp: autocast (float16 on CUDA, bfloat16 on the CPU)")
     # The defaults match the Compare page's batch-1 benchmark, so each reuses the other's rows.
-    iters = int(c5.number_input("Timed steps (at most)", 3, 200, 15, key="bench-iters"))
+    iters = int(c5.number_input("Timed steps (at most)", 3, 200, 15, key="bench-iters",
+                                help="Timing stops sooner once five steps spread at most "
+                                     "10% around their median."))
     max_seconds = float(c6.number_input("Seconds per row (at most)", 0.5, 120.0, 3.0,
-                                        key="bench-seconds"))
+                                        key="bench-seconds",
+                                        help="The time budget of one row, warm-up included. "
+                                             "A row whose step would take longer is "
+                                             "refused before it starts."))
     fresh = st.checkbox("Measure again (ignore rows measured before)", key="bench-fresh")
     run = st.form_submit_button("Run benchmark", icon=":material/speed:", type="primary")
 
 bench = None
 if batch_sizes:
     settings = BenchSettings(mode=mode, device=device, dtype=dtype, iters=iters,
+                             min_iters=min(BenchSettings.min_iters, iters),
                              max_seconds=max_seconds)
     try:
         if run:
@@ -121,16 +127,24 @@ else:
         f"{row['threads']} threads · peak matmul {row['peak_gflops']:.0f} GFLOP/s · "
         f"memory: {row['mem_method']}"
     )
-    shown_bench = ["model", "config", "batch_size", "median_ms", "p90_ms", "throughput",
-                   "peak_mem_mb", "est_mem_mb", "achieved_gflops", "peak_share", "iters",
-                   "cached"]
+    shown_bench = ["model", "config", "batch_size", "median_ms", "p10_ms", "p90_ms", "spread",
+                   "throughput", "peak_mem_mb", "est_mem_mb", "achieved_gflops", "peak_share",
+                   "iters", "noisy", "batch_anomaly", "cached"]
     st.dataframe(bench[shown_bench], hide_index=True, key="bench-table", column_config={
-        **{c: COSTS[c] for c in ("median_ms", "p90_ms", "throughput", "peak_mem_mb",
-                                 "est_mem_mb")},
+        **{c: COSTS[c] for c in ("median_ms", "p10_ms", "p90_ms", "spread", "throughput",
+                                 "peak_mem_mb", "est_mem_mb", "noisy", "batch_anomaly")},
         "achieved_gflops": st.column_config.NumberColumn("GFLOP/s", format="%.2f"),
         "peak_share": st.column_config.NumberColumn("Share of peak", format="percent"),
         "cached": st.column_config.CheckboxColumn("From cache"),
     })
+    doubtful = bench[bench["note"].fillna("") != ""]
+    if len(doubtful):
+        st.warning("Some timings should not be trusted:\n\n" + "\n".join(
+            f"- **{r.model}, batch {r.batch_size}**: {r.note}"
+            for r in doubtful.itertuples(index=False)), icon=":material/warning:")
+    else:
+        st.caption("Every timing above is steady: its step times spread at most 25% around "
+                   "the median (p10 to p90).")
     st.caption("The CSV holds every column: device, thread count, dtype and torch version "
                "included.")
     ui.csv_download(bench, "cnncompare-benchmark.csv", key="dl-bench")

@@ -1,0 +1,101 @@
+"""Figures that explain how the networks see: receptive fields against depth, the effective
+receptive field, the convolution arithmetic grids and the network diagrams.
+
+Plotly figure builders, data in and ``go.Figure`` out, no Streamlit: every figure says its
+unit and its method in its title or axis labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cnncompare.conv_arithmetic import CELL_NAMES
+
+# Colours of the arithmetic grid's cell codes (see conv_arithmetic.CELL_NAMES).
+_CELL_COLOURS = ["#e9ecef", "#9ec5fe", "#f1aeb5", "#ffe69c", "#198754", "#a3cfbb"]
+
+
+def rf_depth_chart(frame: pd.DataFrame) -> go.Figure:
+    """Receptive field against depth, one line per network, and each input size as a line.
+
+    ``frame``: one row per step or block of a network's plan, columns ``model``,
+    ``depth`` (convolutions on the longest path so far), ``rf`` (px), ``layer`` and
+    ``input_size`` (px); as :func:`cnncompare.receptive_field.plan_fields` gives them.
+    """
+    fig = go.Figure()
+    for model, rows in frame.groupby("model", sort=False):
+        fig.add_trace(go.Scatter(
+            x=rows["depth"], y=rows["rf"], mode="lines+markers", name=str(model),
+            customdata=np.stack([rows["layer"], rows["input_size"]], axis=-1),
+            hovertemplate=("%{customdata[0]}<br>depth %{x} convolutions<br>"
+                           "receptive field %{y} px<extra>" + str(model) + "</extra>")))
+    for size in sorted(frame["input_size"].unique()):
+        fig.add_hline(y=float(size), line_dash="dash", line_color="#6c757d",
+                      annotation_text=f"input: {size} px", annotation_position="top left")
+    fig.update_layout(
+        title="Receptive field of one unit against depth (px, padding included; union over "
+              "branches)",
+        xaxis_title="Depth (convolutions on the longest path from the input)",
+        yaxis_title="Receptive field (input pixels)", hovermode="closest",
+        legend_title_text="Network", margin={"t": 60})
+    return fig
+
+
+def erf_figure(erf: np.ndarray, region: tuple[int, int, int, int], *, title: str) -> go.Figure:
+    """The effective receptive field (a mean absolute input gradient, scaled to [0, 1]) as a
+    heat map, with the theoretical receptive field drawn over it as a square.
+
+    ``region``: (top, bottom, left, right), the unit's theoretical field clipped to the
+    image, in pixels (inclusive).
+    """
+    top, bottom, left, right = region
+    fig = go.Figure(go.Heatmap(
+        z=erf, colorscale="Viridis", zmin=0, zmax=1,
+        colorbar={"title": "|gradient|<br>(scaled)"},
+        hovertemplate="row %{y}, column %{x}<br>%{z:.3f}<extra></extra>"))
+    fig.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
+                  line={"color": "#ff4b4b", "width": 2})
+    fig.add_annotation(x=left, y=top - 0.5, text="theoretical field", showarrow=False,
+                       yanchor="bottom", xanchor="left", font={"color": "#ff4b4b"})
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain",
+                     title="row (px)")
+    fig.update_xaxes(constrain="domain", title="column (px)")
+    fig.update_layout(title=title, margin={"t": 60})
+    return fig
+
+
+def conv_grids_figure(padded: Sequence[Sequence[int]], output: Sequence[Sequence[int]], *,
+                      title: str) -> go.Figure:
+    """The padded input (cell codes of :func:`cnncompare.conv_arithmetic.grids`) beside the
+    output grid, the chosen unit marked in both."""
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.08,
+                        subplot_titles=("Padded input (pixels)", "Output (units)"))
+    n_codes = len(_CELL_COLOURS)
+    scale = []
+    for i, colour in enumerate(_CELL_COLOURS):
+        scale += [[i / n_codes, colour], [(i + 1) / n_codes, colour]]
+    z = np.asarray(padded, dtype=float)
+    names = np.vectorize(CELL_NAMES.get)(np.asarray(padded))
+    fig.add_trace(go.Heatmap(
+        z=z + 0.5, zmin=0, zmax=n_codes, colorscale=scale, showscale=False, xgap=1, ygap=1,
+        customdata=names, hovertemplate="row %{y}, column %{x}: %{customdata}<extra></extra>"),
+        row=1, col=1)
+    out = np.asarray(output, dtype=float)
+    fig.add_trace(go.Heatmap(
+        z=out, zmin=0, zmax=1, colorscale=[[0, "#cfe2ff"], [1, "#198754"]], showscale=False,
+        xgap=1, ygap=1, hovertemplate="unit (%{y}, %{x})<extra></extra>"), row=1, col=2)
+    for col in (1, 2):
+        fig.update_yaxes(autorange="reversed", scaleanchor="x" if col == 1 else "x2",
+                         row=1, col=col)
+    for code, name in CELL_NAMES.items():  # a legend for the cell colours
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
+                                 marker={"size": 12, "color": _CELL_COLOURS[code],
+                                         "symbol": "square"}))
+    fig.update_layout(title=title, legend={"orientation": "h", "y": -0.08},
+                      margin={"t": 70}, height=560)
+    return fig

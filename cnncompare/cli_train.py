@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -21,36 +22,48 @@ import pandas as pd
 from cnncompare.cli import CliError, add_format, emit
 
 TABLE_COLUMNS = ["run_id", "model", "dataset", "status", "epochs_done", "epochs", "test_acc",
-                 "train_acc", "seconds", "params", "input_size", "in_channels", "width",
-                 "train_size", "test_size", "optimizer", "lr", "batch_size", "seed",
-                 "created_at"]
+                 "selected_epoch", "val_acc", "final_test_acc", "precision", "seconds",
+                 "params", "input_size", "in_channels", "width", "train_size", "val_size",
+                 "test_size", "optimizer", "lr", "batch_size", "augment", "seed", "created_at"]
+"""``runs --format table`` without ``--all-columns``; csv and json have every column."""
 
 
-def register(subparsers) -> None:
-    """Add the ``train``, ``runs`` and ``export`` subcommands."""
+def add_train_options(p: argparse.ArgumentParser, *, study: bool = False) -> None:
+    """The options of ``train`` (and of ``study``, which takes lists of models and seeds
+    instead of one). Defaults are :class:`~cnncompare.train_config.TrainConfig`'s, which
+    are the Train page's too, so a run started here is found there."""
     from cnncompare.devices import DEVICE_CHOICES
-    from cnncompare.train_config import OPTIMIZERS, SCHEDULERS
+    from cnncompare.train_config import OPTIMIZERS, SCHEDULERS, TrainConfig
 
-    p = subparsers.add_parser(
-        "train", help="train a model (or return its stored run)",
-        description="Train a model on a dataset, or return the stored result of the same "
-                    "configuration at once. Per-epoch lines go to stderr.")
-    p.add_argument("--model", required=True, help="a registered model, e.g. lenet, resnet18")
-    p.add_argument("--dataset", default="digits",
+    d = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    p.add_argument("--dataset", default=d["dataset"],
                    help="digits (offline, default), mnist, fashion-mnist, cifar10, imagefolder")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="constant")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=d["epochs"],
+                   help=f"epochs per run (default: {d['epochs']})")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help=f"images per step (default: {d['batch_size']})")
+    p.add_argument("--lr", type=float, default=d["lr"],
+                   help=f"peak learning rate (default: {d['lr']:g})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"])
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=d["scheduler"],
+                   help="learning-rate schedule, stepped every batch (default: one epoch of "
+                        "warm-up, the peak held, a linear decay over the last 30%%)")
+    p.add_argument("--weight-decay", type=float, default=d["weight_decay"])
+    p.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
+    if not study:
+        p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--augment", action="store_true",
+                   help="random shifts and small rotations (digits, MNIST) or crops and flips "
+                        "(CIFAR-10, image folders), on the device; part of the run's key")
     p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
-    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--amp", choices=("auto", "on", "off"), default=d["amp"],
                    help="mixed precision: auto (where the hardware runs it natively: CUDA, "
-                        "CPUs with AVX512-BF16/AMX), on, or off (float32)")
-    p.add_argument("--train-size", type=int, help="training images (default: per dataset)")
+                        "CPUs with AVX512-BF16/AMX), on, or off (float32). The precision is "
+                        "part of a run's key")
+    p.add_argument("--train-size", type=int,
+                   help="images drawn for training, validation included (default: per dataset)")
+    p.add_argument("--val-size", type=int,
+                   help="validation images held out of them (default: 10%% of --train-size)")
     p.add_argument("--test-size", type=int, help="test images (default: per dataset)")
     p.add_argument("--input-size", type=int,
                    help="image side in pixels (default: the dataset's, or the model's minimum)")
@@ -59,14 +72,27 @@ def register(subparsers) -> None:
     p.add_argument("--width", type=float,
                    help="channel width multiplier (default: the model's small configuration)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra model argument, e.g. aux_logits=true (repeatable)")
+                   help="extra model argument with a literal value, e.g. aux_logits=true "
+                        "(repeatable)")
     p.add_argument("--data-root", help="folder holding the dataset (or to download it to)")
     p.add_argument("--download", action="store_true",
                    help="download the dataset if it is missing (needs internet)")
+
+
+def register(subparsers) -> None:
+    """Add the ``train``, ``runs`` and ``export`` subcommands."""
+    p = subparsers.add_parser(
+        "train", help="train a model (or return its stored run)",
+        description="Train a model on a dataset, or return the stored result of the same "
+                    "configuration at once. Per-epoch lines go to stderr. The reported "
+                    "test accuracy is the one at the epoch with the best validation "
+                    "accuracy (selected_epoch); final_test_acc is the last epoch's.")
+    p.add_argument("--model", required=True, help="a registered model, e.g. lenet, resnet18")
+    add_train_options(p)
     add_format(p)
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("runs", help="list stored runs with their final metrics")
+    p = subparsers.add_parser("runs", help="list stored runs with their metrics")
     p.add_argument("--dataset", help="only runs on this dataset")
     p.add_argument("--finished", action="store_true", help="only finished runs")
     p.add_argument("--all-columns", action="store_true",
@@ -75,7 +101,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_runs)
 
     p = subparsers.add_parser(
-        "export", help="write runs, final metrics and each model's cost to one CSV")
+        "export", help="write runs, their metrics and each model's cost to one CSV")
     p.add_argument("--out", required=True, help="CSV file to write ('-' for stdout)")
     p.add_argument("--dataset", help="only runs on this dataset")
     p.add_argument("--finished", action="store_true", help="only finished runs")
@@ -83,11 +109,14 @@ def register(subparsers) -> None:
 
 
 def parse_model_args(items: list[str]) -> dict[str, Any]:
-    """``["aux_logits=true", "dropout=0.5"]`` -> ``{"aux_logits": True, "dropout": 0.5}``."""
+    """``["aux_logits=true", "dropout=0.5", 'name="x"']`` -> ``{"aux_logits": True,
+    "dropout": 0.5, "name": "x"}``. Values must be literals: true, false, null, a number
+    or a quoted string (JSON); anything else is an error naming the argument."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise CliError(f"--model-arg expects KEY=VALUE, got {item!r}")
         low = text.strip().lower()
         if low in ("true", "false"):
@@ -96,47 +125,65 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
             try:
                 value = json.loads(text)
             except ValueError:
-                value = text
-        out[key.strip()] = value
+                raise CliError(
+                    f"--model-arg {key}: {text!r} is not a literal value; write true, false, "
+                    f"a number, or a quoted string such as {key}='\"text\"'") from None
+        if key in out:
+            raise CliError(f"--model-arg {key} is given twice")
+        out[key] = value
     return out
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, model: str | None = None, seed: int | None = None):
     from cnncompare.train_config import TrainConfig
 
     return TrainConfig(
-        model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, optimizer=args.optimizer, scheduler=args.scheduler,
-        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed,
-        train_size=args.train_size, test_size=args.test_size, input_size=args.input_size,
+        model=model or args.model, dataset=args.dataset, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        scheduler=args.scheduler, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, seed=args.seed if seed is None else seed,
+        augment=args.augment, amp=args.amp, train_size=args.train_size,
+        val_size=args.val_size, test_size=args.test_size, input_size=args.input_size,
         in_channels=args.in_channels, width=args.width,
+        model_kwargs=parse_model_args(args.model_arg))
+
+
+def shared_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields a study's runs share, from the command's options."""
+    return dict(
+        dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, scheduler=args.scheduler, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, augment=args.augment, amp=args.amp,
+        train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
+        input_size=args.input_size, in_channels=args.in_channels, width=args.width,
         model_kwargs=parse_model_args(args.model_arg))
 
 
 class _StderrProgress:
     """Per-epoch lines on stderr; a live batch counter when stderr is a terminal."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, prefix: str = ""):
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
+        self.prefix = prefix
 
     def __call__(self, e: dict[str, Any]) -> None:
         kind = e["kind"]
         if kind == "batch" and self.live:
-            self.stream.write(f"\r  epoch {e['epoch']}/{e['epochs']}  batch {e['batch']}/"
-                              f"{e['batches']}  loss {e['loss']:.4f}")
+            self.stream.write(f"\r  {self.prefix}epoch {e['epoch']}/{e['epochs']}  batch "
+                              f"{e['batch']}/{e['batches']}  loss {e['loss']:.4f}")
             self.stream.flush()
         elif kind == "epoch":
-            prefix = "\r\x1b[K" if self.live else ""
+            clear = "\r\x1b[K" if self.live else ""
             self.stream.write(
-                f"{prefix}epoch {e['epoch']}/{e['epochs']}  train loss {e['train_loss']:.4f} "
-                f"acc {e['train_acc']:.4f}  test loss {e['test_loss']:.4f} "
-                f"acc {e['test_acc']:.4f}  {e['seconds']:.1f} s  "
-                f"{e['images_per_s']:,.0f} img/s\n")
+                f"{clear}{self.prefix}epoch {e['epoch']}/{e['epochs']}  train loss "
+                f"{e['train_loss']:.4f} acc {e['train_acc']:.4f}  val acc {e['val_acc']:.4f}  "
+                f"test loss {e['test_loss']:.4f} acc {e['test_acc']:.4f}  "
+                f"{e['seconds']:.1f} s  {e['images_per_s']:,.0f} img/s\n")
             self.stream.flush()
         elif kind == "status":
             label = "warning" if e.get("level") == "warning" else "note"
-            self.stream.write(f"{label}: {e['message']}\n")
+            self.stream.write(f"{label}: {self.prefix}{e['message']}\n")
             self.stream.flush()
 
 
@@ -157,6 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnncompare.training import train_or_load
 
     cfg = _config(args)
+    cfg.resolve(args.data_root, args.download, device=args.device)  # every check, no work
     cancel = threading.Event()
     previous = _install_sigint(cancel)
     try:
@@ -166,8 +214,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", category=StoreWarning)
             result = train_or_load(cfg, device=args.device, data_root=args.data_root,
                                    download=args.download, progress=_StderrProgress(),
-                                   cancel=cancel, store=store,
-                                   amp={"auto": "auto", "on": True, "off": False}[args.amp])
+                                   cancel=cancel, store=store)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

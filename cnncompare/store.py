@@ -4,7 +4,8 @@ Layout under the results home (:func:`cnncompare.paths.home`, ``CNNCOMPARE_HOME`
 
     results.sqlite      runs (one row per configuration) and epochs (one row per epoch)
     checkpoints/ID.pt   the latest finished epoch of run ID: weights, optimizer,
-                        scheduler and RNG state, history (written atomically)
+                        scheduler and RNG state, history, and the weights of the
+                        selected epoch (best validation accuracy; written atomically)
     locks/ID.lock       held while a process trains run ID
 
 A run's id is the hash of its canonical configuration (see
@@ -16,8 +17,10 @@ that is not a database) is reported with a :class:`StoreWarning` and set aside; 
 is then trained again rather than crashing.
 
 Reads come back as :class:`RunRecord` objects: typed, one per run, with the trainer's
-flat ``settings`` (hyperparameters, sizes, model arguments) beside the metrics, so no
-caller needs to know how a run's key is built.
+flat ``settings`` (hyperparameters, sizes, model arguments, precision) beside the metrics,
+so no caller needs to know how a run's key is built. A database written by an earlier
+version is migrated once when it is opened (see :func:`_migrate`): its runs stay, as
+they were, readable.
 """
 
 from __future__ import annotations
@@ -54,12 +57,18 @@ CREATE TABLE IF NOT EXISTS runs (
     epochs            INTEGER NOT NULL,
     train_loss        REAL,
     train_acc         REAL,
-    test_loss         REAL,
-    test_acc          REAL,
-    best_test_acc     REAL,
+    test_loss         REAL,                -- at selected_epoch
+    test_acc          REAL,                -- at selected_epoch: the run's reported accuracy
+    best_test_acc     REAL,                -- written by earlier versions; never read
     seconds           REAL NOT NULL DEFAULT 0,   -- training time over all epochs
     params            INTEGER,
     device            TEXT,
+    val_loss          REAL,                -- at selected_epoch
+    val_acc           REAL,                -- at selected_epoch (the best so far)
+    selected_epoch    INTEGER,             -- best validation accuracy; NULL: no validation
+    final_test_loss   REAL,                -- at the last finished epoch
+    final_test_acc    REAL,                -- at the last finished epoch
+    precision         TEXT,                -- float32 | bfloat16 | float16
     config            TEXT NOT NULL,       -- JSON: TrainConfig as given
     settings          TEXT,                -- JSON: the resolved settings, flat (see RunRecord)
     canonical         TEXT NOT NULL,       -- JSON: the resolved configuration (the key's input)
@@ -82,6 +91,8 @@ CREATE TABLE IF NOT EXISTS epochs (
     seconds      REAL,
     images_per_s REAL,
     lr           REAL,
+    val_loss     REAL,
+    val_acc      REAL,
     PRIMARY KEY (run_id, epoch)
 );
 CREATE INDEX IF NOT EXISTS runs_dataset ON runs (dataset);
@@ -90,17 +101,24 @@ CREATE INDEX IF NOT EXISTS runs_dataset ON runs (dataset);
 _JSON_FIELDS = ("config", "settings", "canonical", "model_config", "data_meta", "confusion",
                 "per_class_acc", "versions")
 _DICT_FIELDS = ("config", "settings", "canonical", "model_config", "data_meta", "versions")
-EPOCH_FIELDS = ("train_loss", "train_acc", "test_loss", "test_acc", "seconds",
-                "images_per_s", "lr")
+EPOCH_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                "seconds", "images_per_s", "lr")
+"""What the store keeps per epoch: train (running averages over the epoch's batches),
+validation and test metrics, time, speed and learning rate."""
 SETTINGS_COLUMNS = ("batch_size", "lr", "optimizer", "scheduler", "weight_decay",
-                    "label_smoothing", "seed", "train_size", "test_size", "input_size",
-                    "in_channels", "width", "model_kwargs")
+                    "label_smoothing", "seed", "augment", "train_size", "val_size", "test_size",
+                    "input_size", "in_channels", "width", "model_kwargs")
 """The resolved settings a run stores (``settings`` JSON), one column each in :meth:`runs`."""
 RUN_COLUMNS = ("run_id", "model", "dataset", "status", "epochs_done", "epochs", "test_acc",
-               "test_loss", "train_acc", "train_loss", "best_test_acc", "seconds", "params",
-               "created_at")
+               "selected_epoch", "val_acc", "final_test_acc", "test_loss", "train_acc",
+               "train_loss", "seconds", "params", "precision", "selected_by", "created_at")
 FRAME_COLUMNS = (*RUN_COLUMNS, *SETTINGS_COLUMNS, "device", "updated_at")
 """The columns of :meth:`ResultsStore.runs`, in order."""
+
+SELECTED_BY_VALIDATION = "best validation accuracy"
+SELECTED_LAST_EPOCH = "last epoch (stored without a validation split)"
+"""How a run's reported epoch was chosen (:attr:`RunRecord.selected_by`). Runs stored by
+versions before validation splits report their last epoch: never the best test epoch."""
 
 
 class StoreWarning(UserWarning):
@@ -109,13 +127,17 @@ class StoreWarning(UserWarning):
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One stored run: what it is, how far it got, and its final metrics.
+    """One stored run: what it is, how far it got, and its metrics.
 
+    ``test_acc`` is the run's reported accuracy: the test accuracy at ``selected_epoch``,
+    the epoch with the best validation accuracy (so the test set never chooses). Runs
+    stored before validation splits have no ``selected_epoch``; they report their last
+    epoch (see :attr:`selected_by`). ``final_test_acc`` is the last finished epoch's.
     ``settings`` holds the resolved hyperparameters, split sizes and model arguments as
     the trainer wrote them (see :data:`SETTINGS_COLUMNS`); ``config`` is the
     :class:`~cnncompare.train_config.TrainConfig` as it was given; ``canonical`` is what
-    its run id hashes. Metrics are those of the last finished epoch. ``history`` (one dict
-    per finished epoch) is filled by :meth:`ResultsStore.run` only.
+    its run id hashes. ``confusion`` and ``per_class_acc`` are those of the selected epoch.
+    ``history`` (one dict per finished epoch) is filled by :meth:`ResultsStore.run` only.
     """
 
     run_id: str
@@ -128,7 +150,12 @@ class RunRecord:
     train_acc: float | None = None
     test_loss: float | None = None
     test_acc: float | None = None
-    best_test_acc: float | None = None
+    val_loss: float | None = None
+    val_acc: float | None = None
+    selected_epoch: int | None = None
+    final_test_loss: float | None = None
+    final_test_acc: float | None = None
+    precision: str | None = None
     seconds: float = 0.0  # training time over all finished epochs
     params: int | None = None
     device: str | None = None
@@ -181,10 +208,21 @@ class RunRecord:
 
         return ModelConfig(**self.model_config)
 
+    @property
+    def selected_by(self) -> str:
+        """How the reported epoch was chosen: on validation, or the last epoch for a run
+        stored without a validation split."""
+        if self.selected_epoch is not None:
+            return SELECTED_BY_VALIDATION
+        return SELECTED_LAST_EPOCH if self.epochs_done else ""
+
     def row(self) -> dict[str, Any]:
-        """One flat row: :data:`FRAME_COLUMNS`, as :meth:`ResultsStore.runs` lists them."""
+        """One flat row: :data:`FRAME_COLUMNS`, as :meth:`ResultsStore.runs` lists them.
+        Settings a run stored before they existed read as their value then (no
+        augmentation, no validation images)."""
         out = {k: getattr(self, k) for k in RUN_COLUMNS}
-        out.update({k: self.settings.get(k) for k in SETTINGS_COLUMNS})
+        defaults = {"augment": False, "val_size": 0}
+        out.update({k: self.settings.get(k, defaults.get(k)) for k in SETTINGS_COLUMNS})
         out.update(device=self.device, updated_at=self.updated_at)
         return out
 
@@ -359,7 +397,8 @@ class ResultsStore:
         return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
 
     def epochs(self, run_ids: str | Iterable[str]) -> pd.DataFrame:
-        """Per-epoch metrics of the given runs; ``wall_time`` is cumulative seconds."""
+        """Per-epoch metrics of the given runs; ``wall_time`` is cumulative seconds. The
+        validation columns are empty for runs stored without a validation split."""
         ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
         cols = ["run_id", "epoch", *EPOCH_FIELDS]
         if not ids:
@@ -372,20 +411,25 @@ class ResultsStore:
                     "ORDER BY run_id, epoch", ids).fetchall()
             frame = pd.DataFrame([tuple(r) for r in rows], columns=cols)
         frame["wall_time"] = frame.groupby("run_id")["seconds"].cumsum() if len(frame) else []
-        order = ["run_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc",
-                 "seconds", "wall_time", "images_per_s", "lr"]
+        order = ["run_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
+                 "test_loss", "test_acc", "seconds", "wall_time", "images_per_s", "lr"]
         return frame[order].reset_index(drop=True)
 
     def confusion(self, run_id: str) -> tuple[np.ndarray, list[str]]:
-        """The test-set confusion matrix of the run's last finished epoch (rows: true
-        class, columns: predicted) and the class names."""
+        """The test-set confusion matrix at the run's selected epoch (the last finished
+        epoch for a run stored without a validation split; rows: true class, columns:
+        predicted) and the class names."""
         record = self.run(run_id)
         if record.confusion is None:
             raise ValueError(f"Run {run_id!r} has no finished epoch yet, so no confusion matrix.")
         return np.asarray(record.confusion, dtype=np.int64), record.class_names
 
     def load_model(self, run_id: str, device: str = "cpu"):
-        """The trained network of a run, in eval mode on ``device``, and its :class:`RunRecord`."""
+        """The trained network of a run, in eval mode on ``device``, and its :class:`RunRecord`.
+
+        The weights are those of the selected epoch (best validation accuracy), the ones
+        whose test accuracy the run reports; a checkpoint written before validation splits
+        holds the last epoch's only."""
         record = self.run(run_id)
         if record.epochs_done < 1:
             raise ValueError(f"Run {run_id!r} has no finished epoch, so no trained weights.")
@@ -396,7 +440,8 @@ class ResultsStore:
                 "or unreadable; train the configuration again to recreate it.")
         try:
             model = record.model_cfg().build()
-            model.load_state_dict(state["model"])
+            selected = state.get("selected") or {}
+            model.load_state_dict(selected.get("model") or state["model"])
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise ValueError(
                 f"The stored weights of run {run_id!r} do not fit the current model code "
@@ -531,33 +576,65 @@ class ResultsStore:
         self.discard(run_id)
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of a database this code wrote; older ones are migrated once."""
+
+_ADDED_COLUMNS = {
+    "runs": ("settings TEXT", "val_loss REAL", "val_acc REAL", "selected_epoch INTEGER",
+             "final_test_loss REAL", "final_test_acc REAL", "precision TEXT"),
+    "epochs": ("val_loss REAL", "val_acc REAL"),
+}
+
+
+def precision_from_device(device: str | None) -> str:
+    """The precision a run of an earlier version trained in, from the ``device`` text it
+    recorded (``"cpu (2 threads), amp bfloat16"`` -> ``bfloat16``; no ``amp`` -> float32)."""
+    text = (device or "").lower()
+    for name in ("bfloat16", "float16"):
+        if f"amp {name}" in text:
+            return name
+    return "float32"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a database written by an earlier version up to :data:`SCHEMA_VERSION`.
+    """Bring a database written by an earlier version up to :data:`SCHEMA_VERSION`, once.
 
     Version 1 added the ``settings`` column; rows written before it get their settings
-    from the ``canonical`` payload they stored (the only place the store reads it).
+    from the ``canonical`` payload they stored. Version 2 added validation metrics, the
+    selected epoch, the final epoch's test metrics and the precision. Runs of earlier
+    versions keep their run id, rows, epochs and checkpoints; they get their precision from
+    the ``device`` text they recorded, ``final_test_*`` from their last epoch (which is
+    also the epoch they report: they had no validation split, so ``selected_epoch`` stays
+    empty), and the settings that did not exist then (no augmentation; ``val_size`` from
+    their data spec, 0 where it had none). Nothing is retrained.
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
         return
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-    if "settings" not in columns:
-        conn.execute("ALTER TABLE runs ADD COLUMN settings TEXT")
-    rows = conn.execute("SELECT run_id, canonical FROM runs WHERE settings IS NULL").fetchall()
-    for run_id, canonical in rows:
+    for table, added in _ADDED_COLUMNS.items():
+        columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for column in added:
+            if column.split()[0] not in columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    rows = conn.execute("SELECT run_id, canonical, settings, device FROM runs "
+                        "WHERE precision IS NULL").fetchall()
+    for run_id, canonical, settings_text, device in rows:
+        precision = precision_from_device(device)
+        conn.execute("UPDATE runs SET precision = ?, final_test_acc = test_acc, "
+                     "final_test_loss = test_loss WHERE run_id = ?", (precision, run_id))
         try:
             canon = json.loads(canonical)
             hp, data, model = canon["hparams"], canon["data"], canon["model"]
-            settings = {**{k: hp.get(k) for k in SETTINGS_COLUMNS if k in hp},
-                        "train_size": data["train_size"], "test_size": data["test_size"],
-                        "input_size": model["input_size"], "in_channels": model["in_channels"],
-                        "width": model["width"],
-                        "model_kwargs": json.dumps(model.get("extra") or {}, sort_keys=True)}
-        except (ValueError, TypeError, KeyError):
+            settings = json.loads(settings_text) if settings_text else {
+                **{k: hp.get(k) for k in SETTINGS_COLUMNS if k in hp},
+                "train_size": data["train_size"], "test_size": data["test_size"],
+                "input_size": model["input_size"], "in_channels": model["in_channels"],
+                "width": model["width"],
+                "model_kwargs": json.dumps(model.get("extra") or {}, sort_keys=True)}
+            settings.setdefault("augment", False)
+            settings.setdefault("val_size", int(data.get("val_size") or 0))
+            settings["precision"] = precision
+        except (ValueError, TypeError, KeyError, AttributeError):
             continue  # a damaged row stays as it is and is reported when read
         conn.execute("UPDATE runs SET settings = ? WHERE run_id = ?",
                      (json.dumps(settings, sort_keys=True), run_id))
@@ -577,17 +654,35 @@ def _insert_epoch(conn: sqlite3.Connection, run_id: str, rec: dict[str, Any]) ->
         (run_id, int(rec["epoch"]), *(_clean(rec.get(k)) for k in EPOCH_FIELDS)))
 
 
+def select_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The epoch a run reports: the highest validation accuracy (ties: the lower validation
+    loss, then the earlier epoch). ``None`` when no epoch has a validation accuracy."""
+    scored = [h for h in history if h.get("val_acc") is not None]
+    if not scored:
+        return None
+    return min(scored, key=lambda h: (-h["val_acc"],
+                                      h["val_loss"] if h.get("val_loss") is not None
+                                      else math.inf, h["epoch"]))
+
+
 def _summary_from(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's row from its epochs: test and validation metrics at the selected epoch,
+    the last epoch's test metrics beside them, the last epoch's training metrics."""
     if not history:
         return {"epochs_done": 0, "seconds": 0.0}
     last = history[-1]
-    accs = [h["test_acc"] for h in history if h.get("test_acc") is not None]
+    chosen = select_epoch(history)
+    shown = chosen or last
     return {
         "epochs_done": int(last["epoch"]),
         "train_loss": last.get("train_loss"),
         "train_acc": last.get("train_acc"),
-        "test_loss": last.get("test_loss"),
-        "test_acc": last.get("test_acc"),
-        "best_test_acc": max(accs) if accs else None,
+        "test_loss": shown.get("test_loss"),
+        "test_acc": shown.get("test_acc"),
+        "val_loss": shown.get("val_loss"),
+        "val_acc": shown.get("val_acc"),
+        "selected_epoch": int(chosen["epoch"]) if chosen else None,
+        "final_test_loss": last.get("test_loss"),
+        "final_test_acc": last.get("test_acc"),
         "seconds": float(sum(h.get("seconds") or 0.0 for h in history)),
     }

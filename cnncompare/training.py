@@ -1,27 +1,37 @@
 """The trainer: one configuration in, a stored, comparable run out, never trained twice.
 
 :func:`train_or_load` is the one entry point. It resolves a
-:class:`~cnncompare.train_config.TrainConfig` to its canonical form and key, returns a
-finished run from the store at once, resumes an unfinished one from its last finished
-epoch, or trains from scratch, and it makes two processes asking for the same
-configuration train it once (a file lock per run).
+:class:`~cnncompare.train_config.TrainConfig` to its canonical form and key (the precision
+the device trains in included), returns a finished run from the store at once, resumes an
+unfinished one from its last finished epoch, or trains from scratch, and it makes two
+processes asking for the same configuration train it once (a file lock per run).
+
+Every epoch is evaluated on the validation split (held out of the training images) and
+on the test split, and both are stored. The accuracy a run reports is the test accuracy
+at the epoch with the best validation accuracy (``selected_epoch``); that epoch's weights
+are kept beside the last epoch's, so the stored model is the one whose accuracy is shown.
+The last epoch's test accuracy stays beside it (``final_test_acc``).
 
 The loop is built for small data on a CPU: the whole dataset sits in memory as one
 normalised tensor on the device; batches are taken by indexing it with a seeded
-permutation (no ``DataLoader``, no per-sample decoding); gradients are reset with
+permutation (no ``DataLoader``, no per-sample decoding) and, with ``augment``, transformed
+as a batch on the device (:mod:`cnncompare.augment`); gradients are reset with
 ``set_to_none``; evaluation runs under ``torch.inference_mode`` in large batches;
-convolutions run in channels-last layout; the optimizers are the fused ones. How the
-network runs (device, mixed precision, layout) is :mod:`cnncompare.runtime`'s choice.
-Evaluation is always float32, so a stored accuracy is what the stored weights give.
+convolutions run in channels-last layout; the optimizers are the fused ones; the learning
+rate follows its schedule step by step. How the network runs (device, mixed precision,
+layout) is :mod:`cnncompare.runtime`'s choice. Evaluation is always float32, so a stored
+accuracy is what the stored weights give.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +42,7 @@ from filelock import Timeout
 from torch import nn
 
 from cnncompare import data as datasets
+from cnncompare.augment import augment_batch, augmentation_seed
 from cnncompare.devices import synchronize
 from cnncompare.runtime import (
     Cancel,
@@ -42,14 +53,20 @@ from cnncompare.runtime import (
     make_runtime,
     optimizer_step,
 )
-from cnncompare.store import ResultsStore, RunRecord, StoreWarning, file_sha256
+from cnncompare.store import ResultsStore, RunRecord, StoreWarning, file_sha256, select_epoch
 from cnncompare.train_config import (  # noqa: F401 - re-exported for `from training import`
     OPTIMIZERS,
     SCHEDULERS,
     TRAINER_VERSION,
     ResolvedRun,
     TrainConfig,
+    checked_device,
 )
+
+WARMUP_FRACTION = 0.2
+"""The warm-up lasts the first epoch, at most this fraction of all steps."""
+DECAY_FRACTION = 0.3
+"""``warmup_stable_decay`` decays linearly to 0 over this last fraction of the steps."""
 
 SGD_MOMENTUM = 0.9
 TEST_HOLD_ENV = "CNNCOMPARE_TEST_HOLD_FILE"
@@ -66,7 +83,8 @@ class RunResult:
 
     ``status`` is ``"finished"`` or ``"cancelled"`` (finished epochs kept, resumable).
     ``seconds`` is how long this call took; ``train_seconds`` the run's training time over
-    all its epochs (also for a cached run). Metrics are those of the last finished epoch.
+    all its epochs (also for a cached run). ``test_acc`` is the test accuracy at
+    ``selected_epoch`` (best validation accuracy); ``final_test_acc`` the last epoch's.
     """
 
     record: RunRecord
@@ -81,6 +99,10 @@ class RunResult:
     epochs = property(lambda self: self.record.epochs)
     test_acc = property(lambda self: self.record.test_acc)
     test_loss = property(lambda self: self.record.test_loss)
+    val_acc = property(lambda self: self.record.val_acc)
+    selected_epoch = property(lambda self: self.record.selected_epoch)
+    final_test_acc = property(lambda self: self.record.final_test_acc)
+    precision = property(lambda self: self.record.precision)
     train_acc = property(lambda self: self.record.train_acc)
     train_loss = property(lambda self: self.record.train_loss)
     data_meta = property(lambda self: self.record.data_meta)
@@ -115,6 +137,9 @@ class RunResult:
             "epochs_done": r.epochs_done,
             "epochs": r.epochs,
             "test_acc": r.test_acc,
+            "selected_epoch": r.selected_epoch,
+            "val_acc": r.val_acc,
+            "final_test_acc": r.final_test_acc,
             "test_loss": r.test_loss,
             "train_acc": r.train_acc,
             "train_loss": r.train_loss,
@@ -124,7 +149,11 @@ class RunResult:
             "input": f"{s.get('in_channels')}x{s.get('input_size')}x{s.get('input_size')}",
             "width": s.get("width"),
             "train_size": s.get("train_size"),
+            "val_size": s.get("val_size"),
             "test_size": s.get("test_size"),
+            "seed": s.get("seed"),
+            "augment": s.get("augment"),
+            "precision": r.precision,
             "device": r.device,
             "resumed_from": self.resumed_from,
         }
@@ -185,8 +214,9 @@ def train_or_load(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     store: ResultsStore | None = None,
-    amp: bool | str = "auto",
+    amp: bool | str | None = None,
     channels_last: bool | str = "auto",
+    allowed_roots: Sequence[str | os.PathLike] | None = None,
 ) -> RunResult:
     """Return the stored run of ``cfg``, resuming or training it as needed.
 
@@ -196,14 +226,21 @@ def train_or_load(
     the next batch: the result then has ``status == "cancelled"`` and the finished epochs
     stay stored, to be resumed by the next call.
 
-    ``amp`` and ``channels_last``: see :func:`cnncompare.runtime.make_runtime`. Neither
-    enters the run's key, as the device does not; the stored ``device`` column says what
-    was used.
+    The precision is ``cfg.amp`` resolved on ``device`` and is part of the run's key (a
+    float32 request never returns a stored bf16 run); ``amp`` (``"auto"``, ``"on"``,
+    ``"off"`` or a bool), when given, replaces ``cfg.amp``. ``channels_last``: see
+    :func:`cnncompare.runtime.make_runtime`; like the device, it is not part of the key
+    (the stored ``device`` column says what was used). ``allowed_roots``: the folders a
+    data root must lie in (``None``: any; the app passes its own).
     """
     started = time.perf_counter()
-    rt = make_runtime(device, amp, channels_last)  # a bad device is an error even when cached
-    session = _Session(cfg.resolve(data_root, download), store or ResultsStore(), rt,
-                       _Notifier(progress), cancel_check(cancel), started)
+    if amp is not None:
+        cfg = dataclasses.replace(cfg, amp=amp)
+    dev = checked_device(device)  # a bad device is an error even when the run is cached
+    rt = make_runtime(dev, {"auto": "auto", "on": True, "off": False}[cfg.amp], channels_last)
+    resolved = cfg.resolve(data_root, download, device=dev, allowed_roots=allowed_roots)
+    session = _Session(resolved, store or ResultsStore(), rt, _Notifier(progress),
+                       cancel_check(cancel), started)
 
     hit = session.stored()
     if hit is not None:
@@ -223,9 +260,26 @@ def train_or_load(
         hit = session.stored()
         if hit is not None:
             return session.result(hit, status="finished", cached=True)
+        _note_legacy_run(session)
         return _train(session)
     finally:
         lock.release()
+
+
+def _note_legacy_run(s: _Session) -> None:
+    """Say so when the store holds this configuration as trained by an earlier version
+    (before validation splits): that run is kept and listed as it was, and this one is
+    trained anew because its reported epoch is now chosen on validation."""
+    if s.store.has(s.run_id):
+        return
+    for old in s.resolved.legacy_run_ids():
+        if s.store.has(old):
+            s.notify.status(s.run_id, (
+                f"The store holds run {old} of this configuration, trained by an earlier "
+                f"version without a validation split. It is kept as it was; this run "
+                f"({s.resolved.precision}) is trained anew so that its reported epoch is "
+                f"chosen on validation."), level="warning")
+            return
 
 
 def _forwarding_warnings(notify: _Notifier, run_id: str, fn: Callable[[], Any]) -> Any:
@@ -260,8 +314,8 @@ class _Notifier:
     def done(self, r: RunResult) -> None:
         self.emit({"kind": "done", "run_id": r.run_id, "status": r.status, "cached": r.cached,
                    "epoch": r.epochs_done, "epochs": r.epochs, "batch": 0, "batches": 0,
-                   "test_acc": r.test_acc, "seconds": r.seconds,
-                   "train_seconds": r.train_seconds})
+                   "test_acc": r.test_acc, "selected_epoch": r.selected_epoch,
+                   "seconds": r.seconds, "train_seconds": r.train_seconds})
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,14 +336,41 @@ def build_optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.opt
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
 
 
-def build_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
-    """Stepped once per epoch: constant (None), step (x0.1 at 1/2 and 3/4), or cosine."""
+def build_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int = 1):
+    """The learning-rate schedule, stepped once per batch (None for ``constant``).
+
+    ``warmup_stable_decay`` (the default recipe): a linear warm-up over the first epoch
+    (at most :data:`WARMUP_FRACTION` of all steps) from lr/warm-up steps to lr, the peak
+    lr held, then a linear decay towards 0 over the last :data:`DECAY_FRACTION` of the
+    steps. The warm-up keeps Adam's first large steps from throwing a freshly initialised
+    deep network off (ResNet-34's last epoch fell to 0.73 under a constant lr); the hold
+    gives the networks that learn slowly (no batch norm: NiN, VGG, LeNet-5) as much of the
+    peak lr as a constant schedule; the decay makes the last epochs take small steps, so
+    the final epoch stays close to the best one. ``warmup_cosine``: the same warm-up, then
+    a cosine decay over the rest; ``cosine``: a cosine decay without warm-up; ``step``:
+    x0.1 at 1/2 and 3/4 of training.
+    """
+    total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.scheduler == "constant":
         return None
     if cfg.scheduler == "step":
-        milestones = sorted({max(1, cfg.epochs // 2), max(1, (3 * cfg.epochs) // 4)})
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        marks = sorted({max(1, cfg.epochs // 2), max(1, (3 * cfg.epochs) // 4)})
+        marks = [m * steps_per_epoch for m in marks]
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t: 0.1 ** sum(t >= m for m in marks))
+    warmup = 0
+    if cfg.scheduler in ("warmup_cosine", "warmup_stable_decay"):
+        warmup = max(1, min(steps_per_epoch, int(WARMUP_FRACTION * total)))
+    decay = max(1, int(DECAY_FRACTION * total))
+
+    def factor(t: int) -> float:
+        if t < warmup:
+            return (t + 1) / warmup
+        if cfg.scheduler == "warmup_stable_decay":
+            return min(1.0, (total - t) / decay)
+        return 0.5 * (1.0 + math.cos(math.pi * (t - warmup) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _eval_batch(batch_size: int, sample_numel: int) -> int:
@@ -387,22 +468,28 @@ def _per_class(confusion: torch.Tensor) -> list[float | None]:
 
 @dataclass
 class _Trainee:
-    """The network being trained and everything whose state a checkpoint keeps."""
+    """The network being trained and everything whose state a checkpoint keeps.
+
+    ``selected`` is the epoch of best validation accuracy so far: its number, weights (a
+    copy on the CPU) and test confusion matrix.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler
     history: list[dict[str, Any]]
+    selected: dict[str, Any] | None = None
 
     def state(self, s: _Session, epoch: int) -> dict[str, Any]:
         return {
-            "format": 1, "run_id": s.run_id, "epoch": epoch,
+            "format": 2, "run_id": s.run_id, "epoch": epoch,
             "canonical": json.loads(json.dumps(s.resolved.canonical)),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "rng": _rng_state(s.runtime.device), "history": [dict(h) for h in self.history],
+            "selected": self.selected,
         }
 
     def restore(self, state: dict[str, Any], device: torch.device) -> None:
@@ -414,6 +501,16 @@ class _Trainee:
             self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"], device)
         self.history = [dict(h) for h in state["history"]]
+        self.selected = state.get("selected")
+
+    def keep_if_best(self, epoch: int, confusion: torch.Tensor) -> None:
+        """Remember this epoch's weights and confusion if it is the selected epoch now."""
+        best = select_epoch(self.history)
+        if best is not None and int(best["epoch"]) == epoch:
+            weights = {k: v.detach().to("cpu", copy=True)
+                       for k, v in self.model.state_dict().items()}
+            self.selected = {"epoch": epoch, "model": weights,
+                             "confusion": confusion.tolist()}
 
 
 def _train(s: _Session) -> RunResult:
@@ -424,11 +521,13 @@ def _train(s: _Session) -> RunResult:
         torch.manual_seed(cfg.seed)
         model = rt.place(s.resolved.model_config.build())
         opt = build_optimizer(cfg, model.parameters(), rt.device)
-        trainee = _Trainee(model, opt, build_scheduler(cfg, opt), rt.grad_scaler(), [])
+        steps = len(_batches(len(data.y_train), cfg.batch_size))
+        trainee = _Trainee(model, opt, build_scheduler(cfg, opt, steps), rt.grad_scaler(), [])
         fields = {
             "model": cfg.model, "dataset": cfg.dataset, "epochs": cfg.epochs,
             "params": sum(p.numel() for p in model.parameters()),
-            "device": rt.describe(), "config": cfg.as_dict(), "settings": s.resolved.settings,
+            "device": rt.describe(), "precision": s.resolved.precision,
+            "config": cfg.as_dict(), "settings": s.resolved.settings,
             "canonical": s.resolved.canonical,
             "model_config": s.resolved.model_config.as_dict(), "data_meta": data.meta.as_dict(),
             "versions": {"torch": torch.__version__, "trainer": TRAINER_VERSION},
@@ -438,8 +537,12 @@ def _train(s: _Session) -> RunResult:
         if state is not None:
             trainee.restore(state, rt.device)
             s.store.resume(run_id, trainee.history, fields)
-            s.notify.status(run_id, f"Resuming from epoch {len(trainee.history) + 1} of "
-                            f"{cfg.epochs}.", epoch=len(trainee.history), epochs=cfg.epochs)
+            done = len(trainee.history)
+            if done < cfg.epochs:
+                msg = f"Resuming from epoch {done + 1} of {cfg.epochs}."
+            else:
+                msg = f"All {cfg.epochs} epochs are in the checkpoint; closing the run."
+            s.notify.status(run_id, msg, epoch=done, epochs=cfg.epochs)
         else:
             s.store.begin(run_id, fields)
         resumed_from = len(trainee.history)
@@ -459,14 +562,18 @@ def _train(s: _Session) -> RunResult:
 
 
 def _usable_checkpoint(state, s: _Session):
-    """A checkpoint to resume from, or None: it must belong to this exact configuration."""
+    """A checkpoint to resume from, or None: it must belong to this exact configuration
+    and hold the selected epoch it reports."""
     if state is None:
         return None
     try:
         same = state.get("canonical") == json.loads(json.dumps(s.resolved.canonical))
         epoch = int(state["epoch"])
-        ok = same and 1 <= epoch <= s.config.epochs and len(state["history"]) == epoch
-    except (TypeError, ValueError, KeyError):
+        selected = state.get("selected")
+        ok = (same and 1 <= epoch <= s.config.epochs and len(state["history"]) == epoch
+              and isinstance(selected, dict) and 1 <= int(selected["epoch"]) <= epoch
+              and isinstance(selected["model"], dict))
+    except (TypeError, ValueError, KeyError, AttributeError):
         ok = False
     if not ok:
         msg = (f"The checkpoint of run {s.run_id} does not match its configuration; "
@@ -477,23 +584,35 @@ def _usable_checkpoint(state, s: _Session):
     return state
 
 
+def _selected_fields(t: _Trainee) -> dict[str, Any]:
+    """The row fields that describe the selected epoch (its test confusion matrix)."""
+    confusion = t.selected["confusion"] if t.selected else None
+    if confusion is None:
+        return {}
+    return {"confusion": confusion, "per_class_acc": _per_class(torch.tensor(confusion))}
+
+
 def _loop(s: _Session, t: _Trainee, data: datasets.TensorData) -> None:
     cfg, run_id, rt, notify = s.config, s.run_id, s.runtime, s.notify
     meta, model, history = data.meta, t.model, t.history
     x_train, y_train = _prepare(data.x_train, data, rt), data.y_train.to(rt.device)
+    x_val, y_val = _prepare(data.x_val, data, rt), data.y_val.to(rt.device)
     x_test, y_test = _prepare(data.x_test, data, rt), data.y_test.to(rt.device)
     n = len(y_train)
     bounds = _batches(n, cfg.batch_size)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_bs = _eval_batch(cfg.batch_size, x_train[0].numel())
+    natural = meta.ink == datasets.NATURAL
 
-    def test_metrics():
-        return evaluate(model, x_test, y_test, meta.num_classes, eval_bs, rt, data.normalize)
+    def metrics(x: torch.Tensor, y: torch.Tensor):
+        return evaluate(model, x, y, meta.num_classes, eval_bs, rt, data.normalize)
 
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
+        lr = t.optimizer.param_groups[0]["lr"]  # the epoch's first step's
         model.train()
         order = _epoch_order(n, cfg.seed, epoch).to(rt.device)
+        augment_rng = torch.Generator().manual_seed(augmentation_seed(cfg.seed, epoch))
         loss_sum = torch.zeros((), device=rt.device)
         correct = torch.zeros((), device=rt.device, dtype=torch.int64)
         seen = 0
@@ -502,10 +621,14 @@ def _loop(s: _Session, t: _Trainee, data: datasets.TensorData) -> None:
                 raise Cancelled
             idx = order[lo:hi]
             xb, yb = _take(x_train, idx, data), y_train[idx]
+            if cfg.augment:
+                xb = augment_batch(xb, natural, augment_rng)
             with rt.autocast():
                 loss, logits = loss_and_logits(model(xb), yb, criterion)
             t.optimizer.zero_grad(set_to_none=True)
             optimizer_step(loss, t.optimizer, t.scaler)
+            if t.scheduler is not None:
+                t.scheduler.step()
             with torch.no_grad():
                 loss_sum += loss.detach().float() * (hi - lo)
                 correct += (logits.argmax(1) == yb).sum()
@@ -516,31 +639,32 @@ def _loop(s: _Session, t: _Trainee, data: datasets.TensorData) -> None:
                              "loss": float(loss_sum) / seen, "acc": int(correct) / seen})
         synchronize(rt.device)
         train_time = time.perf_counter() - t0
-        lr = t.optimizer.param_groups[0]["lr"]
-        if t.scheduler is not None:
-            t.scheduler.step()
-        test_loss, test_acc, confusion = test_metrics()
+        val_loss, val_acc, _ = metrics(x_val, y_val)
+        test_loss, test_acc, confusion = metrics(x_test, y_test)
         seconds = time.perf_counter() - t0
         rec = {"epoch": epoch, "train_loss": float(loss_sum) / seen,
-               "train_acc": int(correct) / seen, "test_loss": test_loss, "test_acc": test_acc,
-               "seconds": seconds, "images_per_s": seen / train_time if train_time else None,
-               "lr": lr}
+               "train_acc": int(correct) / seen, "val_loss": val_loss, "val_acc": val_acc,
+               "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds,
+               "images_per_s": seen / train_time if train_time else None, "lr": lr}
         history.append(rec)
+        t.keep_if_best(epoch, confusion)
         digest = s.store.write_checkpoint(run_id, t.state(s, epoch))
         finished = epoch == cfg.epochs
         s.store.record_epoch(run_id, history, {
-            "confusion": confusion.tolist(), "per_class_acc": _per_class(confusion),
-            "checkpoint_sha256": digest, **({"status": "finished"} if finished else {})})
+            **_selected_fields(t), "checkpoint_sha256": digest,
+            **({"status": "finished"} if finished else {})})
         wall = sum(h["seconds"] for h in history)
+        best = select_epoch(history)
         notify.emit({"kind": "epoch", "run_id": run_id, "epochs": cfg.epochs,
-                     "batch": len(bounds), "batches": len(bounds), "wall_time": wall, **rec})
+                     "batch": len(bounds), "batches": len(bounds), "wall_time": wall,
+                     "selected_epoch": best["epoch"] if best else None,
+                     "selected_test_acc": best["test_acc"] if best else None, **rec})
         if not finished:
             _hold_for_tests(s.cancelled)
     if len(history) == cfg.epochs and s.store.run(run_id).status != "finished":
         # Resumed from a checkpoint of the last epoch whose row was never completed (the
-        # process died between the two writes): evaluate once more and close the run.
-        _, _, confusion = test_metrics()
+        # process died between the two writes): close the run from the checkpoint.
         s.store.record_epoch(run_id, history, {
-            "confusion": confusion.tolist(), "per_class_acc": _per_class(confusion),
+            **_selected_fields(t),
             "checkpoint_sha256": file_sha256(s.store.checkpoint_path(run_id)),
             "status": "finished"})

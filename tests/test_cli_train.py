@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from cnncompare.cli import main
+from cnncompare.cli import CliError, main
 from cnncompare.cli_train import parse_model_args
 
 TRAIN = ["train", "--model", "lenet", "--epochs", "2", "--train-size", "200", "--test-size",
@@ -40,6 +40,11 @@ def test_train_prints_json_and_a_second_call_is_cached(capsys):
     runs = pd.read_csv(io.StringIO(out))
     assert code == 0 and runs["run_id"].tolist() == [first["run_id"]]
     assert runs["test_acc"].iloc[0] == pytest.approx(first["test_acc"])
+    assert {"val_acc", "selected_epoch", "final_test_acc", "precision"} <= set(runs.columns)
+    row = runs.iloc[0]
+    assert row["selected_epoch"] == first["selected_epoch"] in (1, 2)
+    assert row["final_test_acc"] == pytest.approx(first["final_test_acc"])
+    assert row["precision"] == first["precision"] and "best_test_acc" not in runs.columns
     code, out, _ = _run(capsys, ["runs", "--format", "table"])
     assert code == 0 and first["run_id"] in out and "finished" in out
 
@@ -66,6 +71,20 @@ def test_export_joins_runs_and_model_cost(capsys, tmp_path):
     (["--model", "vgg11", "--input-size", "8"], "needs an input of at least"),
     (["--model", "lenet", "--model-arg", "oops"], "KEY=VALUE"),
     (["--model", "lenet", "--device", "tpu"], "Unknown device 'tpu'"),
+    (["--model", "lenet", "--device", "cpu:abc"], "Unknown device 'cpu:abc'"),
+    (["--model", "lenet", "--epochs", "1000000000"], "epochs must be at most 1,000"),
+    (["--model", "lenet", "--batch-size", "10000000"], "batch_size must be at most 8,192"),
+    (["--model", "lenet", "--seed", "99999999999"], "seed must be an integer from 0"),
+    (["--model", "lenet", "--input-size", "100000"], "GiB in memory"),
+    (["--model", "lenet", "--width", "1e9"], "width must be a number in (0, 4]"),
+    (["--model", "lenet", "--train-size", "100", "--val-size", "100"],
+     "val_size (100) must be smaller"),
+    (["--model", "googlenet", "--model-arg", "num_classes=3"], "'num_classes' is set by"),
+    (["--model", "googlenet", "--model-arg", "input_size=3"], "'input_size' is set by"),
+    (["--model", "googlenet", "--model-arg", "colour=1"], "does not accept the model arg"),
+    (["--model", "googlenet", "--model-arg", "aux_logits=[1"], "not a literal value"),
+    (["--model", "googlenet", "--model-arg", "aux_logits={}"], "must be true, false, a num"),
+    (["--model", "lenet", "--lr", "nan"], "lr must be a number"),
 ])
 def test_bad_arguments_give_one_error_line_and_status_2(capsys, tmp_path, args, fragment):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -76,5 +95,22 @@ def test_bad_arguments_give_one_error_line_and_status_2(capsys, tmp_path, args, 
 
 
 def test_model_args_are_parsed_as_plain_values():
-    assert parse_model_args(["aux_logits=true", "dropout=0.5", "name=x"]) == {
+    assert parse_model_args(["aux_logits=true", "dropout=0.5", 'name="x"']) == {
         "aux_logits": True, "dropout": 0.5, "name": "x"}
+    for bad in (["name=x"], ["a=1", "a=2"], ["=1"]):
+        with pytest.raises(CliError):
+            parse_model_args(bad)
+
+
+def test_train_defaults_are_the_train_pages():
+    """A run started from the README with no options is the one the Train page plans."""
+    from cnncompare.cli import build_parser
+    from cnncompare.train_config import TrainConfig
+
+    args = build_parser("train").parse_args(["train", "--model", "lenet"])
+    page = TrainConfig("lenet")  # the page builds its configs from these defaults too
+    assert (args.epochs, args.batch_size, args.lr, args.optimizer, args.scheduler,
+            args.amp, args.augment) == (page.epochs, page.batch_size, page.lr,
+                                        page.optimizer, page.scheduler, page.amp,
+                                        page.augment)
+    assert (args.epochs, args.batch_size) == (10, 32)

@@ -244,3 +244,121 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_epochs(cnncompare_home, tmp_pat
     summary = json.loads(out)
     assert summary["status"] == "cancelled" and summary["epochs_done"] == 1
     assert store.runs()["status"].tolist() == ["unfinished"]
+
+
+# -- a store written by the previous version -----------------------------------------------
+
+_V1_SCHEMA = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, model TEXT NOT NULL, dataset TEXT NOT NULL,
+    status TEXT NOT NULL, epochs_done INTEGER NOT NULL DEFAULT 0, epochs INTEGER NOT NULL,
+    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, best_test_acc REAL,
+    seconds REAL NOT NULL DEFAULT 0, params INTEGER, device TEXT, config TEXT NOT NULL,
+    settings TEXT, canonical TEXT NOT NULL, model_config TEXT NOT NULL, data_meta TEXT,
+    confusion TEXT, per_class_acc TEXT, checkpoint_sha256 TEXT, versions TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE epochs (
+    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL,
+    test_loss REAL, test_acc REAL, seconds REAL, images_per_s REAL, lr REAL,
+    PRIMARY KEY (run_id, epoch));
+PRAGMA user_version = 1;
+"""
+
+
+def _old_store(home: Path, cfg: TrainConfig) -> dict[str, str]:
+    """A results home as the previous version left it: schema 1, a finished bf16 run of
+    ``cfg`` under its old id (no validation metrics, a format-1 checkpoint) and an
+    unfinished float32 run."""
+    from cnncompare.store import file_sha256
+
+    home.mkdir(parents=True)
+    (home / "checkpoints").mkdir()
+    r = cfg.resolve(device="cpu")
+    old_id = r.legacy_run_ids()[0]
+    canonical = {"trainer": 1, "model": r.model_config.as_dict(), "model_version": 1,
+                 "data": r.data.as_dict(),
+                 "hparams": {k: getattr(cfg, k) for k in ("epochs", "batch_size", "lr",
+                                                          "optimizer", "scheduler",
+                                                          "weight_decay", "label_smoothing",
+                                                          "seed")}}
+    settings = {"batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer,
+                "scheduler": cfg.scheduler, "weight_decay": 0.0, "label_smoothing": 0.0,
+                "seed": 0, "train_size": 200, "test_size": 100, "input_size": 28,
+                "in_channels": 1, "width": 1.0, "model_kwargs": "{}"}
+    history = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5, "test_loss": 0.9 / e,
+                "test_acc": acc, "seconds": 0.5, "images_per_s": 400.0, "lr": 1e-3}
+               for e, acc in ((1, 0.62), (2, 0.81))]
+    torch.manual_seed(0)
+    weights = r.model_config.build().state_dict()
+    ckpt = home / "checkpoints" / f"{old_id}.pt"
+    torch.save({"format": 1, "run_id": old_id, "epoch": 2, "canonical": canonical,
+                "model": weights, "history": history}, ckpt)
+    confusion = [[10 if i == j else 0 for j in range(10)] for i in range(10)]
+    with sqlite3.connect(home / "results.sqlite") as conn:
+        conn.executescript(_V1_SCHEMA)
+        for run_id, status, device, done in ((old_id, "finished", "cpu (2 threads), amp bfloat16",
+                                              2), ("0ld0ld0ld0ld0ld0", "unfinished",
+                                                   "cpu (2 threads)", 1)):
+            conn.execute(
+                "INSERT INTO runs (run_id, model, dataset, status, epochs_done, epochs, "
+                "train_loss, train_acc, test_loss, test_acc, best_test_acc, seconds, params, "
+                "device, config, settings, canonical, model_config, data_meta, confusion, "
+                "checkpoint_sha256, created_at, updated_at) VALUES "
+                "(?, 'lenet', 'digits', ?, ?, 2, 0.5, 0.5, ?, ?, 0.81, 1.0, 61706, ?, ?, ?, "
+                "?, ?, ?, ?, ?, '2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')",
+                (run_id, status, done, history[done - 1]["test_loss"],
+                 history[done - 1]["test_acc"], device, json.dumps(cfg.as_dict()),
+                 json.dumps(settings), json.dumps(canonical),
+                 json.dumps(r.model_config.as_dict()),
+                 json.dumps({"class_names": list("0123456789")}), json.dumps(confusion),
+                 file_sha256(ckpt) if run_id == old_id else None))
+            for h in history[:done]:
+                conn.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (run_id, h["epoch"], h["train_loss"], h["train_acc"],
+                              h["test_loss"], h["test_acc"], h["seconds"],
+                              h["images_per_s"], h["lr"]))
+    return {"finished": old_id, "unfinished": "0ld0ld0ld0ld0ld0"}
+
+
+def test_a_store_of_the_previous_version_is_migrated_once_and_nothing_is_lost(tmp_path):
+    from cnncompare.store import SELECTED_LAST_EPOCH
+
+    home = tmp_path / "old-home"
+    cfg = TrainConfig("lenet", epochs=2, train_size=200, test_size=100, amp="on")
+    ids = _old_store(home, cfg)
+    store = ResultsStore(home)
+    runs = store.runs().set_index("run_id")
+    assert sorted(runs.index) == sorted(ids.values())
+    old = runs.loc[ids["finished"]]
+    # precision from the device text each run recorded
+    assert old["precision"] == "bfloat16"
+    assert runs.loc[ids["unfinished"], "precision"] == "float32"
+    # no validation split: the run reports its last epoch, and says so
+    assert old["test_acc"] == old["final_test_acc"] == 0.81
+    assert pd.isna(old["selected_epoch"]) and pd.isna(old["val_acc"])
+    assert old["selected_by"] == SELECTED_LAST_EPOCH
+    assert (old["augment"], old["val_size"], old["lr"]) == (False, 20, cfg.lr)
+    assert "best_test_acc" not in runs.columns
+    ep = store.epochs(ids["finished"])
+    assert ep["test_acc"].tolist() == [0.62, 0.81] and ep["val_acc"].isna().all()
+    # readable: the record, its confusion matrix and its weights
+    rec = store.finished(ids["finished"])
+    assert rec is not None and rec.precision == "bfloat16" and rec.selected_epoch is None
+    model, _ = store.load_model(ids["finished"])
+    assert sum(p.numel() for p in model.parameters()) == 61706
+    assert store.confusion(ids["finished"])[0].trace() == 100
+    with sqlite3.connect(store.db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        conn.execute("UPDATE runs SET precision = 'float16' WHERE run_id = ?",
+                     (ids["finished"],))
+    assert ResultsStore(home).run(ids["finished"]).precision == "float16"  # migrated once
+
+    # The same configuration now trains anew (with a validation split), saying so; the
+    # old run stays as it was.
+    events: list[dict] = []
+    new = train_or_load(cfg, device="cpu", store=ResultsStore(home), progress=events.append)
+    assert not new.cached and new.run_id not in ids.values() and new.selected_epoch
+    notes = [e["message"] for e in events if e["kind"] == "status"]
+    assert any(ids["finished"] in m and "earlier version" in m for m in notes), notes
+    assert ResultsStore(home).run(ids["finished"]).test_acc == 0.81
+    assert len(ResultsStore(home).runs()) == 3

@@ -1,6 +1,9 @@
 """Comparing stored runs: one results table, the Pareto front of accuracy against cost.
 
 Pure pandas, so that the Compare page and the CLI's ``export`` show the same numbers.
+Every accuracy is a run's reported one: the test accuracy at the epoch chosen on the
+validation split (``selected_epoch``), with the last epoch's (``final_test_acc``) beside
+it. Grouping runs over seeds and their statistics live in :mod:`cnncompare.studies`.
 """
 
 from __future__ import annotations
@@ -44,11 +47,64 @@ def pareto_frontier_line(frame: pd.DataFrame, cost: str = "macs",
 
 
 RESULT_COLUMNS = [
-    "label", "model", "dataset", "status", "test_acc", "best_test_acc", "epochs_done",
-    "seconds", "params", "macs", "flops", "latency_ms", "peak_mem_mb", "mem_method",
-    "input", "width", "train_size", "test_size", "batch_size", "lr", "optimizer", "seed",
-    "run_id",
+    "label", "model", "dataset", "status", "test_acc", "selected_epoch", "val_acc",
+    "final_test_acc", "selected_by", "epochs_done", "epochs", "seconds", "params", "macs",
+    "flops", "latency_ms", "peak_mem_mb", "mem_method", "precision", "input", "width",
+    "train_size", "val_size", "test_size", "batch_size", "lr", "optimizer", "scheduler",
+    "weight_decay", "label_smoothing", "augment", "model_kwargs", "seed", "run_id",
 ]
+"""The per-run table: reported (validation-chosen) and final accuracy, cost, speed,
+precision and every setting."""
+
+GROUP_COLUMNS = [
+    "group", "model", "n_seeds", "seeds", "test_acc_mean", "test_acc_std", "test_acc_ci_low",
+    "test_acc_ci_high", "val_acc_mean", "selected_epoch_median", "final_test_acc_mean",
+    "largest_gap", "seconds_mean", "params", "macs", "flops", "latency_ms", "peak_mem_mb",
+    "mem_method", "pareto", "within_noise", "precision", "dataset", "epochs", "batch_size",
+    "lr", "optimizer", "scheduler", "weight_decay", "label_smoothing", "augment",
+    "train_size", "val_size", "test_size", "input", "width", "model_kwargs", "run_ids",
+]
+"""The Compare page's table: one row per group of seeds (see
+:func:`cnncompare.studies.summarize`), the factor's column after ``group``."""
+
+ALWAYS_SHOWN = ("group", "model", "n_seeds", "test_acc_mean", "test_acc_ci_low",
+                "test_acc_ci_high", "final_test_acc_mean", "precision")
+"""Columns :func:`hide_constant_columns` keeps even when every row has the same value."""
+
+
+def hide_constant_columns(frame: pd.DataFrame, keep=ALWAYS_SHOWN) -> pd.DataFrame:
+    """``frame`` without the columns whose value is the same in every row (missing values
+    count as one value), except those in ``keep``. One row: nothing is hidden."""
+    if len(frame) < 2:
+        return frame
+    constant = [c for c in frame.columns if c not in keep
+                and frame[c].astype(str).nunique(dropna=False) <= 1]
+    return frame.drop(columns=constant)
+
+
+def group_table(runs: pd.DataFrame, factor: str = "model") -> pd.DataFrame:
+    """One row per group of seeds from the per-run :func:`results_table`: the
+    statistics of :func:`cnncompare.studies.summarize`, the Pareto front on the means
+    (``pareto``, ``within_noise``) and each group's cost and speed, as
+    :data:`GROUP_COLUMNS` (the factor's column after ``group``)."""
+    from cnncompare import studies  # scipy loads with the statistics only
+
+    summary = studies.summarize(runs, factor)
+    if summary.empty:
+        cols = list(GROUP_COLUMNS)
+        if factor != "model":
+            cols.insert(1, factor)
+        return pd.DataFrame(columns=cols)
+    first = runs.drop_duplicates("run_id").set_index("run_id")
+    lead = summary["run_ids"].str.split(",").str[0]
+    for col in ("flops", "latency_ms", "peak_mem_mb", "mem_method", "input", "macs"):
+        if col in first:
+            summary[col] = lead.map(first[col]).to_numpy()
+    summary = studies.pareto_on_means(summary)
+    cols = list(GROUP_COLUMNS)
+    if factor != "model":
+        cols.insert(1, factor)
+    return summary.reindex(columns=cols)
 
 
 def run_costs(records, on_error=None) -> pd.DataFrame:
@@ -78,7 +134,8 @@ def run_costs(records, on_error=None) -> pd.DataFrame:
 
 def results_table(store, run_ids, *, bench: str = "cached", device: str = "auto",
                   progress=None, cancel=None) -> pd.DataFrame:
-    """One row per run: final metrics, the model's cost and (optionally) its speed.
+    """One row per run (:data:`RESULT_COLUMNS`): the reported (validation-chosen) and
+    final test accuracy, the model's cost and (optionally) its speed.
 
     Each run's record is read once. Cost (``params``, ``macs`` from fvcore, ``flops``
     from torch) is profiled for the exact configuration each run trained (cached on

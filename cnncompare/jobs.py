@@ -2,8 +2,9 @@
 
 The Train page must survive a reload and a click on another widget while training runs,
 so training does not run in the page's script. A :class:`JobManager` (one per server,
-held by ``st.cache_resource``) starts a :class:`TrainJob` thread that trains a list of
-configurations one after another; the page polls :meth:`TrainJob.snapshot` to draw the
+held by ``st.cache_resource``) starts a :class:`TrainJob` thread that trains a study's
+missing runs through :func:`cnncompare.studies.run_grid` (in this process, one after
+another, unless another executor is given); the page polls :meth:`TrainJob.snapshot` to draw the
 progress bars and the live curve, and :meth:`TrainJob.cancel` stops it after the batch in
 flight. Finished epochs are already in the results store, so nothing is lost.
 
@@ -124,29 +125,43 @@ class JobState:
 
 
 class TrainJob:
-    """Trains ``configs`` in order on a daemon thread; thread-safe snapshots of progress.
+    """Trains ``configs`` on a daemon thread through a study executor
+    (:func:`cnncompare.studies.run_grid`; by default in this process, one run after
+    another); thread-safe snapshots of progress.
 
     ``weights`` (one per config) are the relative costs of one epoch, see
     :class:`ItemState`; ``owner`` names the session that started the job (see
-    :meth:`may_cancel`).
+    :meth:`may_cancel`); ``run_ids`` (one per config) are the keys the caller already
+    computed (else each config's ``key`` is asked). ``options`` (device, data root,
+    download, allowed roots) say how and where they train.
     """
 
-    def __init__(self, configs: Sequence[Any], labels: Sequence[str], train_fn: TrainFn,
+    def __init__(self, configs: Sequence[Any], labels: Sequence[str], train_fn: TrainFn | None,
                  *, weights: Sequence[float] | None = None, owner: str | None = None,
-                 **train_kwargs: Any):
+                 run_ids: Sequence[str] | None = None, executor: Any = None,
+                 **options: Any):
+        from cnncompare.studies import LocalExecutor, TrainOptions
+
         self._configs = list(configs)
-        self._train_fn = train_fn
-        self._kwargs = train_kwargs
+        self._executor = executor or LocalExecutor(train_fn)
+        if options.get("allowed_roots") is not None:
+            options["allowed_roots"] = tuple(str(r) for r in options["allowed_roots"])
+        self._options = TrainOptions(**options)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         weights = list(weights) if weights is not None else [1.0] * len(self._configs)
-        root = train_kwargs.get("data_root")
+        if run_ids is None:
+            run_ids = [c.key(self._options.data_root, self._options.download,
+                             device=self._options.device,
+                             allowed_roots=self._options.allowed_roots)
+                       for c in self._configs]
         self.state = JobState(
             job_id=uuid.uuid4().hex[:12], owner=owner,
-            items=[ItemState(label=lab, model=c.model, run_id=c.key(root),
+            items=[ItemState(label=lab, model=c.model, run_id=rid,
                              epochs=int(getattr(c, "epochs", 0) or 0),
                              weight=float(w) if w and w > 0 else 1.0)
-                   for c, lab, w in zip(self._configs, labels, weights, strict=True)],
+                   for c, lab, w, rid in zip(self._configs, labels, weights, run_ids,
+                                             strict=True)],
         )
         self._thread = threading.Thread(target=self._run, name=f"train-{self.state.job_id}",
                                         daemon=True)
@@ -196,6 +211,10 @@ class TrainJob:
             return copy.deepcopy(self.state)
 
     def _on_progress(self, index: int, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind in ("start", "failed", "result"):
+            self._on_item(index, event)
+            return
         with self._lock:
             item = self.state.items[index]
             item.epochs = int(event.get("epochs") or item.epochs)
@@ -214,6 +233,26 @@ class TrainJob:
                 self.state.history.append(row)
             self.state.update(time.monotonic())
 
+    def _on_item(self, index: int, event: dict[str, Any]) -> None:
+        """A run starts, fails or hands back its result (the executor's own events)."""
+        with self._lock:
+            item = self.state.items[index]
+            kind = event["kind"]
+            if kind == "start":
+                item.status, item.started = "running", time.monotonic()
+            elif kind == "failed":
+                item.error = str(event.get("error"))
+                self._finish_item(item, "failed")
+            else:
+                result = event.get("result")
+                status = getattr(result, "status", "done")
+                if getattr(result, "cached", False):
+                    status = "cached"
+                    item.started = None  # took no training time: not a speed sample
+                item.test_acc = getattr(result, "test_acc", item.test_acc)
+                self._finish_item(item, status if status in ("cached", "cancelled") else "done")
+            self.state.update(time.monotonic())
+
     def _finish_item(self, item: ItemState, status: str) -> None:
         item.status = status
         if item.started is not None:
@@ -221,37 +260,29 @@ class TrainJob:
         self.state.update(time.monotonic())
 
     def _run(self) -> None:
-        final = "done"
-        for index, cfg in enumerate(self._configs):
+        from cnncompare.studies import run_grid
+
+        try:
+            run_grid(self._configs, executor=self._executor, options=self._options,
+                     progress=self._on_progress, cancel=self._cancel)
+        except Exception as exc:  # noqa: BLE001 - shown on the page, never lost in a thread
+            traceback.print_exc()
             with self._lock:
-                item = self.state.items[index]
-                if self._cancel.is_set():
-                    item.status, final = "cancelled", "cancelled"
-                    continue
-                item.status, item.started = "running", time.monotonic()
-            try:
-                result = self._train_fn(
-                    cfg, progress=lambda ev, i=index: self._on_progress(i, ev),
-                    cancel=self._cancel, **self._kwargs)
-            except Exception as exc:  # shown on the page; the next model still trains
-                with self._lock:
-                    item.error = f"{type(exc).__name__}: {exc}"
-                    self._finish_item(item, "failed")
-                    final = "failed"
-                traceback.print_exc()
-                continue
-            with self._lock:
-                status = getattr(result, "status", "done")
-                if getattr(result, "cached", False):
-                    status = "cached"
-                    item.started = None  # took no training time: not a speed sample
-                item.test_acc = getattr(result, "test_acc", item.test_acc)
-                self._finish_item(item, status if status in ("cached", "cancelled") else "done")
-                if item.status == "cancelled":
-                    final = "cancelled"
+                for item in self.state.items:
+                    if not item.complete:
+                        item.error = f"{type(exc).__name__}: {exc}"
+                        self._finish_item(item, "failed")
         with self._lock:
-            if self._cancel.is_set() and final == "done":
+            for item in self.state.items:
+                if item.status in ("queued", "running"):  # never started: cancelled first
+                    self._finish_item(item, "cancelled")
+            states = {i.status for i in self.state.items}
+            if "failed" in states:
+                final = "failed"
+            elif self._cancel.is_set() or "cancelled" in states:
                 final = "cancelled"
+            else:
+                final = "done"
             self.state.state, self.state.finished = final, time.time()
             self.state.update(time.monotonic())
 
@@ -266,13 +297,6 @@ class JobManager:
         self._jobs: dict[str, TrainJob] = {}
         self._lock = threading.Lock()
         self._keep = keep_finished
-
-    def _fn(self) -> TrainFn:
-        if self._train_fn is None:
-            from cnncompare.training import train_or_load  # torch loads on first use only
-
-            self._train_fn = train_or_load
-        return self._train_fn
 
     def active(self) -> TrainJob | None:
         with self._lock:
@@ -289,14 +313,15 @@ class JobManager:
     def start(self, configs: Sequence[Any], labels: Sequence[str] | None = None, *,
               weights: Sequence[float] | None = None, owner: str | None = None,
               **train_kwargs: Any) -> TrainJob:
-        """Start training ``configs`` for session ``owner``; see :class:`TrainJob`."""
+        """Start training ``configs`` (a study's missing runs) for session ``owner``; see
+        :class:`TrainJob` for the keyword arguments."""
         if not configs:
             raise ValueError("Nothing to train: every chosen run is already stored.")
         with self._lock:
             if any(j.running for j in self._jobs.values()):
                 raise RuntimeError("A training job is already running; wait for it or cancel it.")
             labels = list(labels) if labels is not None else [c.model for c in configs]
-            job = TrainJob(configs, labels, self._fn(), weights=weights, owner=owner,
+            job = TrainJob(configs, labels, self._train_fn, weights=weights, owner=owner,
                            **train_kwargs)
             self._prune()
             self._jobs[job.job_id] = job

@@ -15,7 +15,7 @@ class FakeConfig:
     model: str
     epochs: int = 3
 
-    def key(self, data_root=None) -> str:
+    def key(self, data_root=None, download=False, **kw) -> str:
         return f"key-{self.model}"
 
 

@@ -2,9 +2,11 @@
 
 The core takes an ``nn.Module``, its class names and an :class:`InputSpec` (channels,
 size, normalisation, ink polarity); it knows nothing of the results store. :func:`from_run`
-builds a :class:`Classifier` from a stored run; :mod:`cnncompare.pretrained` builds one
-from torchvision's ImageNet weights. Uploads are decoded by :mod:`cnncompare.uploads`,
-saliency maps come from :mod:`cnncompare.gradcam`.
+builds a :class:`Classifier` from a stored run, calibrated on the run's own held-out
+images so that every prediction says how typical the input is of what the network was
+trained on (:mod:`cnncompare.typicality`); :mod:`cnncompare.pretrained` builds one from
+torchvision's ImageNet weights (no calibration data). Uploads are decoded by
+:mod:`cnncompare.uploads`, saliency maps come from :mod:`cnncompare.gradcam`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +26,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from cnncompare import feature_maps, typicality
 from cnncompare.gradcam import grad_cam
 from cnncompare.runtime import main_logits
 from cnncompare.uploads import small_copy
@@ -55,6 +58,11 @@ class InputSpec:
     ``ink``: the polarity of the training images. ``"light-on-dark"`` (scikit-learn
     digits, MNIST) means a dark-on-light drawing gets inverted unless told otherwise, and
     the reverse for ``"dark-on-light"``.
+
+    ``native_size``: the side the training images had before they were scaled up to
+    ``input_size`` (scikit-learn's digits: 8 px). An image is first brought to that side,
+    then scaled up as they were, so that a sharp drawing looks like the blurred digits the
+    network learned from. None: straight to ``input_size``.
     """
 
     in_channels: int = 3
@@ -64,6 +72,7 @@ class InputSpec:
     resize: Resize = "crop"
     resize_size: int | None = None  # "crop" only; default input_size
     ink: str = NATURAL
+    native_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.in_channels not in (1, 3):
@@ -80,6 +89,9 @@ class InputSpec:
             raise ValueError(f"resize must be crop, pad or stretch, got {self.resize!r}")
         if self.ink not in INKS:
             raise ValueError(f"ink must be one of {', '.join(INKS)}, got {self.ink!r}")
+        if self.native_size is not None and not 1 <= self.native_size < self.input_size:
+            raise ValueError(f"native_size must be from 1 to input_size - 1, "
+                             f"got {self.native_size}")
 
 
 IMAGENET_SPEC = InputSpec(resize_size=256)
@@ -149,7 +161,12 @@ def preprocess(image: Image.Image, spec: InputSpec, invert: bool | None = None) 
     img = image.convert("L" if spec.in_channels == 1 else "RGB")
     if invert is None:
         invert = spec.ink != NATURAL and looks_dark_on_light(img) == (spec.ink == LIGHT_ON_DARK)
-    img = _geometry(img, spec)
+    if spec.native_size is not None:  # the way the training images were made
+        img = _geometry(img, replace(spec, input_size=spec.native_size, native_size=None,
+                                     resize_size=None))
+        img = img.resize((spec.input_size,) * 2, Image.Resampling.BILINEAR)
+    else:
+        img = _geometry(img, spec)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     if invert:
         arr = 1.0 - arr
@@ -175,8 +192,38 @@ def spec_from_meta(meta: Mapping[str, Any]) -> InputSpec:
     channels = int(meta.get("in_channels", 3))
     mean = tuple(float(v) for v in np.atleast_1d(meta.get("mean", (0.5,) * channels)))
     std = tuple(float(v) for v in np.atleast_1d(meta.get("std", (0.5,) * channels)))
-    return InputSpec(in_channels=channels, input_size=int(meta.get("input_size", 28)),
-                     mean=mean, std=std, resize="crop" if ink == NATURAL else "pad", ink=ink)
+    size = int(meta.get("input_size", 28))
+    native = NATIVE_SIZES.get(str(meta.get("dataset", "")))
+    return InputSpec(in_channels=channels, input_size=size, mean=mean, std=std,
+                     resize="crop" if ink == NATURAL else "pad", ink=ink,
+                     native_size=native if native is not None and native < size else None)
+
+
+NATIVE_SIZES = {"digits": 8}
+"""Datasets whose images are stored smaller than they are trained at: their side."""
+
+
+def crop_to_ink(image: Image.Image, margin: float = 0.1, threshold: int = 40) -> Image.Image:
+    """The square around a drawing's strokes, ``margin`` of its side added on each side,
+    so that a digit drawn small in a corner fills the frame as the training digits do.
+
+    Ink is whatever differs from the background (the border's brightness) by more than
+    ``threshold`` grey levels; an image without ink comes back as it was.
+    """
+    gray = np.asarray(image.convert("L"), dtype=np.int16)
+    background = border_brightness(gray.astype(np.float32) / 255.0) * 255
+    ys, xs = np.nonzero(np.abs(gray - background) > threshold)
+    if len(ys) == 0:
+        return image
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    side = int(round((max(bottom - top, right - left) + 1) * (1 + 2 * margin)))
+    cy, cx = (top + bottom + 1) / 2, (left + right + 1) / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    fill = int(round(background))
+    out = Image.new(image.mode, (side, side), fill if image.mode == "L" else (fill,) * len(
+        image.getbands()))
+    out.paste(image, (-x0, -y0))
+    return out
 
 def enlarge(image: Image.Image, min_side: int = 224) -> Image.Image:
     """Nearest-neighbour upscaling, so a 28 px input is visible pixel for pixel."""
@@ -232,7 +279,9 @@ class Classifier:
     the module Grad-CAM chose the first time (the rule depends on the network alone), so
     later passes hook that module only. ``remembered`` keeps the last
     :data:`REMEMBERED_PREDICTIONS` predictions made for a caller's image key (see
-    :func:`predict`); ``hits`` counts the times one was reused.
+    :func:`predict`); ``hits`` counts the times one was reused. ``calibration`` (None for
+    networks without held-out data, with ``calibration_note`` saying why) lets every
+    prediction say how typical its input is.
     """
 
     name: str
@@ -248,6 +297,9 @@ class Classifier:
     remembered: OrderedDict[Hashable, Prediction] = field(
         default_factory=OrderedDict, repr=False, compare=False)
     hits: int = field(default=0, compare=False)
+    calibration: typicality.Calibration | None = field(default=None, repr=False,
+                                                       compare=False)
+    calibration_note: str = ""
 
 
 @dataclass
@@ -267,6 +319,7 @@ class Prediction:
     arch: str = ""  # the network's registry name, for its colour
     device: str = "cpu"  # where it ran
     threads: int = 1  # intra-op CPU threads it ran with
+    typicality: typicality.Typicality | None = None  # None: no calibration data
 
     @property
     def top1(self) -> str:
@@ -362,6 +415,8 @@ def _predict_locked(clf: Classifier, image: Image.Image, k: int, invert: bool | 
                          f"{len(clf.class_names)} class names")
     top = torch.topk(probs, min(k, probs.numel()))
     idx = [int(i) for i in top.indices]
+    typical = (typicality.score(clf.calibration, x, logits[0].cpu())
+               if clf.calibration is not None else None)
     return Prediction(model=clf.name, dataset=clf.dataset,
                       classes=[clf.class_names[i] for i in idx],
                       probs=[float(p) for p in top.values], indices=idx, time_ms=elapsed,
@@ -369,7 +424,18 @@ def _predict_locked(clf: Classifier, image: Image.Image, k: int, invert: bool | 
                       saliency=cam.map if cam is not None else None,
                       cam_layer=cam.layer if cam is not None else None, arch=clf.arch,
                       device=device.type,
-                      threads=torch.get_num_threads() if device.type == "cpu" else 0)
+                      threads=torch.get_num_threads() if device.type == "cpu" else 0,
+                      typicality=typical)
+
+
+def feature_maps_for(clf: Classifier, image: Image.Image, *, top: int = 6,
+                     invert: bool | None = None
+                     ) -> tuple[Preprocessed, list[feature_maps.Stage]]:
+    """The image as ``clf``'s network sees it and its stages' ``top`` most active channels
+    (:func:`cnncompare.feature_maps.stage_maps`), under the classifier's lock."""
+    prep = preprocess(image, clf.spec, invert)
+    with clf.lock:
+        return prep, feature_maps.stage_maps(clf.module, prep.tensor, top)
 
 
 def agreement(preds: Sequence[Prediction]) -> str:
@@ -393,14 +459,24 @@ def agreement(preds: Sequence[Prediction]) -> str:
 # ---------------------------------------------------------------- models: stored runs
 
 
-def from_run(store: Any, run_id: str, device: str = "cpu", label: str | None = None
-             ) -> Classifier:
+def from_run(store: Any, run_id: str, device: str = "cpu", label: str | None = None, *,
+             calibrate: bool = True, data_root: Any = None) -> Classifier:
     """A :class:`Classifier` from a run of the results store (``store.load_model``).
 
     ``label`` names it on the page (default: the model's name); ``ValueError`` from the
-    store (unknown run, no finished epoch, damaged checkpoint) passes through.
+    store (unknown run, no finished epoch, damaged checkpoint) passes through. With
+    ``calibrate`` the run's data is re-created (from ``data_root`` where it needs one) to
+    calibrate :mod:`cnncompare.typicality`; where that fails the classifier still works
+    and ``calibration_note`` says why.
     """
     model, record = store.load_model(run_id, device=device)
+    calibration, note = None, ""
+    if calibrate:
+        try:
+            calibration = typicality.calibrate_run(record, model, root=data_root)
+        except (ValueError, OSError, RuntimeError) as exc:  # data missing or changed
+            note = (f"How typical an image is cannot be said for this run: its data could not "
+                    f"be re-created ({str(exc).splitlines()[0] if str(exc) else exc!r}).")
     meta = record.data_meta
     names = meta.get("class_names") or []
     dataset = str(meta.get("dataset", record.dataset))
@@ -409,4 +485,5 @@ def from_run(store: Any, run_id: str, device: str = "cpu", label: str | None = N
                       class_names=tuple(map(str, names)), spec=spec_from_meta(meta), arch=arch,
                       source=f"run {run_id}", dataset=dataset,
                       details={"run_id": run_id, "test_acc": record.test_acc,
-                               "epochs_done": record.epochs_done})
+                               "epochs_done": record.epochs_done},
+                      calibration=calibration, calibration_note=note)

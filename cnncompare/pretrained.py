@@ -121,4 +121,7 @@ def load_pretrained(name: str, *, download: bool = False) -> Classifier:
                       source=f"torchvision {name} {status.weights}", dataset="imagenet",
                       details={"weights": status.weights, "file": str(status.path),
                                "acc@1": weights.meta.get("_metrics", {}).get(
-                                   "ImageNet-1K", {}).get("acc@1")})
+                                   "ImageNet-1K", {}).get("acc@1")},
+                      calibration_note=(
+                          "How typical an image is cannot be said for torchvision's ImageNet "
+                          "weights: their training and validation images are not here."))

@@ -236,3 +236,36 @@ def test_topk_bars_figure():
     assert list(bar.x) == [0.5, 0.3, 0.1] and len(set(bar.y)) == 3  # both cranes kept
     assert bar.marker.color == model_color("resnet18")
     assert fig.layout.xaxis.range == (0, 1) and fig.layout.yaxis.autorange == "reversed"
+
+
+# ------------------------------------------------------------------ drawings, native size
+
+
+def test_crop_to_ink_centres_a_small_drawing():
+    arr = np.zeros((280, 280), np.uint8)
+    arr[200:240, 20:30] = 255  # a short stroke in a corner, 40 x 10
+    cropped = C.crop_to_ink(Image.fromarray(arr), margin=0.1)
+    assert cropped.size == (48, 48)  # the longer side 40, 10% on each side
+    out = np.asarray(cropped)
+    ys, xs = np.nonzero(out > 128)
+    assert (ys.min(), ys.max()) == (4, 43) and (xs.min() + xs.max()) // 2 == 23
+    assert out[0, 0] == 0  # the margin is background
+    blank = Image.new("L", (50, 50))
+    assert C.crop_to_ink(blank) is blank
+
+
+def test_digits_pass_through_their_native_eight_pixels():
+    spec = C.spec_from_meta({"dataset": "digits", "in_channels": 1, "input_size": 28,
+                             "mean": [0.3], "std": [0.3], "ink": "light-on-dark"})
+    assert spec.native_size == 8
+    assert C.spec_from_meta({"dataset": "mnist", "in_channels": 1, "input_size": 28,
+                             "ink": "light-on-dark"}).native_size is None
+    sharp = np.zeros((280, 280), np.uint8)
+    sharp[:, 139:141] = 255  # a 2 px line: at 8 px it is smeared over a whole cell
+    shown = np.asarray(C.preprocess(Image.fromarray(sharp), spec).shown)
+    direct = np.asarray(C.preprocess(Image.fromarray(sharp), C.InputSpec(
+        in_channels=1, input_size=28, mean=(0.3,), std=(0.3,), resize="pad",
+        ink=C.LIGHT_ON_DARK)).shown)
+    assert (shown[14] > 0).sum() > 4 * (direct[14] > 0).sum()  # smeared like the digits
+    with pytest.raises(ValueError, match="native_size must be"):
+        C.InputSpec(in_channels=1, input_size=8, mean=(0.5,), std=(0.5,), native_size=8)

@@ -1,12 +1,17 @@
-"""Classify: your own image through several networks side by side, with where they looked."""
+"""Classify: your own image, a sample or a digit you draw through several networks side by
+side: what they answer, how typical the image is for each, where they looked, and what
+their stages make of it."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
+from streamlit_drawable_canvas import st_canvas
 
 from cnncompare import classify as C
-from cnncompare import gradcam, paths, plots, pretrained, ui, uploads
+from cnncompare import feature_maps, gradcam, paths, plots, pretrained, typicality, ui, uploads
 from cnncompare.compare import run_labels
 from cnncompare.store import ResultsStore
 
@@ -18,29 +23,48 @@ UPLOAD_MB = 5  # one photo. The server's own limit (.streamlit/config.toml) is 1
 # this size must still fit under it.
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 INVERT_CHOICES = {"Auto": None, "Invert": True, "Keep as is": False}
+SOURCES = {"image": "An upload or a sample", "draw": "A digit I draw"}
+CANVAS_SIDE = 280  # px, the drawing area (10 x MNIST's 28 px)
+STROKE = 22  # px, about a pen stroke of an MNIST digit at that scale
 
 st.title("Classify")
 st.markdown(
-    "Upload an image, or pick a sample, and see what each network predicts, how sure it "
-    "is, and where it looked (Grad-CAM on its last convolutional stage)."
+    "Upload an image, pick a sample or draw a digit, and see what each network predicts, "
+    "how sure it is, whether the image is like anything it was trained on, and where it "
+    "looked (Grad-CAM on its last convolutional stage)."
 )
 
 # ------------------------------------------------------------------------------ image
+source_kind = st.radio("What to classify", list(SOURCES), format_func=SOURCES.get,
+                       horizontal=True, key="classify_source")
 left, right = st.columns(2)
 # The browser refuses files over upload_mb itself; the server's limit leaves room for the
 # request's envelope, so the two never disagree (a file of exactly upload_mb is accepted).
 upload_mb = max(1, min(UPLOAD_MB, int(st.get_option("server.maxUploadSize")) - 1))
-# No `type=`: Streamlit would check the file name's extension before this script runs and
-# raise there (a name with a NUL byte, no extension or ".exe" gives a traceback the page
-# cannot catch). The contents decide here, with one clear message for anything else.
-upload = left.file_uploader(
-    "Your image (drag and drop)", key="classify_upload", max_upload_size=upload_mb,
-    help=f"PNG, JPEG, WebP, BMP or GIF (first frame), up to {upload_mb} MB.")
-samples = sorted((p for p in paths.SAMPLES_DIR.glob("*") if p.suffix.lower() in SAMPLE_SUFFIXES),
-                 key=lambda p: (not p.name.startswith("digit"), p.name))  # digits first
-sample = right.selectbox("...or a sample", samples, format_func=lambda p: p.name,
-                         key="classify_sample", disabled=upload is not None,
-                         help="Digits from scikit-learn's set and its two sample photos.")
+upload = sample = drawing = None
+if source_kind == "image":
+    # No `type=`: Streamlit would check the file name's extension before this script runs
+    # and raise there (a name with a NUL byte, no extension or ".exe" gives a traceback the
+    # page cannot catch). The contents decide here, with one clear message for anything.
+    upload = left.file_uploader(
+        "Your image (drag and drop)", key="classify_upload", max_upload_size=upload_mb,
+        help=f"PNG, JPEG, WebP, BMP or GIF (first frame), up to {upload_mb} MB.")
+    samples = sorted(
+        (p for p in paths.SAMPLES_DIR.glob("*") if p.suffix.lower() in SAMPLE_SUFFIXES),
+        key=lambda p: (not p.name.startswith("digit"), p.name))  # digits first
+    sample = right.selectbox("...or a sample", samples, format_func=lambda p: p.name,
+                             key="classify_sample", disabled=upload is not None,
+                             help="Digits from scikit-learn's set and its two sample photos.")
+else:
+    with left:
+        drawing = st_canvas(
+            stroke_width=STROKE, stroke_color="#ffffff", background_color="#000000",
+            height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
+            update_streamlit=True, return_image_data=True, key="classify_canvas")
+    right.markdown(
+        "Draw one digit with the mouse or a finger, large and centred, as on a sheet of "
+        "squared paper. The networks answer as soon as you lift the pen; the bin in the "
+        "canvas's toolbar starts again.")
 invert_label = right.radio(
     "Ink for digit models", list(INVERT_CHOICES), horizontal=True, key="classify_invert",
     help="Digit models were trained on light strokes on a dark background. Auto inverts a "
@@ -131,7 +155,19 @@ def decode_once(key: tuple, read) -> uploads.DecodedImage:
     return held[1]
 
 
-if upload is not None:
+if drawing is not None:
+    strokes = (drawing.json_data or {}).get("objects") or []
+    png = drawing.image_bytes if strokes else None
+    if not png:
+        st.info("Draw a digit in the black square: it is classified as soon as you lift the "
+                "pen.")
+        st.stop()
+    name = "your drawing"
+    source = ("drawing", hashlib.sha256(png).hexdigest())
+
+    def read(png: bytes = png) -> bytes:
+        return png
+elif upload is not None:
     name = upload.name
     source = ("upload", upload.file_id, upload.size)
     read = upload.getvalue
@@ -153,13 +189,16 @@ except uploads.ImageError as err:
 for warning in decoded.warnings:
     st.warning(warning, icon=":material/warning:")
 # Shrunk here, not by st.image(width=...): Streamlit rounds a 60000x1 strip to 0 px high.
-width, height = decoded.size
-caption = f"{shown_name}: {decoded.format}, {width:,} x {height:,} pixels"
-st.image(uploads.preview(decoded.image, PREVIEW_SIDE),
-         caption=caption + "".join(f"; {note}" for note in decoded.notes))
+if drawing is None:  # a drawing is on the canvas already
+    width, height = decoded.size
+    caption = f"{shown_name}: {decoded.format}, {width:,} x {height:,} pixels"
+    st.image(uploads.preview(decoded.image, PREVIEW_SIDE),
+             caption=caption + "".join(f"; {note}" for note in decoded.notes))
 if not chosen:
     st.info("Choose at least one network above.")
     st.stop()
+# A drawing is cropped to its strokes, so that a small digit fills the frame as digits do.
+image = decoded.image if drawing is None else C.crop_to_ink(decoded.image)
 
 
 def load(kind: str, key: str) -> C.Classifier:
@@ -171,15 +210,37 @@ def load(kind: str, key: str) -> C.Classifier:
 
 
 predictions: list[C.Prediction] = []
+classifiers: list[C.Classifier] = []
 with st.spinner("Classifying..."):
     for kind, key in chosen:
         try:
             clf = load(kind, key)
-            predictions.append(C.predict(clf, decoded.image, k=5, key=source,
+            predictions.append(C.predict(clf, image, k=5, key=source,
                                          invert=INVERT_CHOICES[invert_label]))
+            classifiers.append(clf)
         except (ValueError, RuntimeError, OSError) as err:  # a damaged checkpoint, say
             st.error(f"{key if kind == 'imagenet' else 'Run ' + key} could not classify "
                      f"this image: {err}")
+
+
+def show_typicality(pred: C.Prediction, clf: C.Classifier) -> None:
+    """How typical the image is for this network, in words, or why that cannot be said."""
+    t = pred.typicality
+    if t is None:
+        st.caption(clf.calibration_note or "How typical this image is cannot be said for "
+                   "this network.")
+        return
+    verdict, *evidence = t.sentences(pred.arch or pred.model)
+    if t.verdict == typicality.UNLIKE_VERDICT:
+        st.warning(verdict, icon=":material/help:")
+    elif t.verdict == typicality.UNUSUAL_VERDICT:
+        st.info(verdict, icon=":material/help:")
+    else:
+        st.caption(verdict)
+    share = f"{t.typicality:.0%}"
+    st.caption(" ".join(evidence) + f" Typicality: {share}, the share of its {t.split} images "
+               "that look at least as unusual on the less favourable of the two measures.")
+
 
 st.markdown(C.agreement(predictions))
 for start in range(0, len(predictions), COLUMNS_PER_ROW):
@@ -190,6 +251,7 @@ for start in range(0, len(predictions), COLUMNS_PER_ROW):
             st.markdown(f"**{pred.top1}** · {pred.top1_prob:.1%}"
                         + (f" · trained on {pred.dataset}" if pred.dataset else "")
                         + (" · colours inverted" if pred.inverted else ""))
+            show_typicality(pred, classifiers[start + offset])
             st.plotly_chart(plots.topk_bars(pred.frame(), pred.arch),
                             key=f"bars-{start + offset}",
                             config={"displayModeBar": False})
@@ -208,3 +270,31 @@ for start in range(0, len(predictions), COLUMNS_PER_ROW):
                 timing = (f"Prediction: {pred.time_ms:.1f} ms (one forward pass at batch 1 "
                           f"on {pred.device.upper()})")
             st.caption(timing)
+
+# ----------------------------------------------------------------------- feature maps
+if not predictions:
+    st.stop()
+st.subheader("Feature maps")
+if not st.toggle("Show what each stage of the networks makes of this image",
+                 key="classify_fmaps",
+                 help="The output of every stage (the last map at each size), its most "
+                      "active channels first."):
+    st.stop()
+top = st.slider("Channels per stage (the most active, by mean activation)", 1, 16, 6,
+                key="classify_fmaps_top")
+st.caption("Each tile is one channel; one colour scale per stage, from its smallest value "
+           "(or zero) in dark blue to its largest in red.")
+for start in range(0, len(classifiers), COLUMNS_PER_ROW):
+    row = list(zip(classifiers, predictions, strict=True))[start:start + COLUMNS_PER_ROW]
+    for col, (clf, pred) in zip(st.columns(COLUMNS_PER_ROW), row, strict=False):
+        with col:
+            st.markdown(f"**{pred.model}**")
+            prep, stages = C.feature_maps_for(clf, image, top=top,
+                                              invert=INVERT_CHOICES[invert_label])
+            side = prep.shown.size[0]
+            st.image(C.enlarge(prep.shown, 112), width=112,
+                     caption=f"input as the network sees it, {side} x {side} px")
+            for stage in stages:
+                picked = ", ".join(str(c) for c in stage.channels)
+                st.image(feature_maps.tile(stage), width=220,
+                         caption=f"{stage.label} (channels {picked})")

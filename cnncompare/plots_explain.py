@@ -99,3 +99,64 @@ def conv_grids_figure(padded: Sequence[Sequence[int]], output: Sequence[Sequence
     fig.update_layout(title=title, legend={"orientation": "h", "y": -0.08},
                       margin={"t": 70}, height=560)
     return fig
+
+
+_BOX_COLOURS = {"input": "#e9ecef", "conv": "#cfe2ff", "pool": "#ffe5d0", "linear": "#f8d7da",
+                "merge": "#d1e7dd", "module": "#e2e3e5", "group": "#e0cffc",
+                "other": "#f8f9fa"}
+_BOX_W, _BOX_H, _ROW_PX = 0.9, 0.62, 64
+
+
+def diagram_figure(diagram) -> go.Figure:
+    """A :class:`cnncompare.diagram.Diagram` drawn top to bottom: one row per rank (the
+    longest chain of arrows from the input), boxes coloured by kind, arrows between
+    them; an arrow that skips rows (a shortcut, a dense connection) is dashed and bends to
+    the side. Hover a box for what it holds."""
+    import textwrap
+
+    ranks = diagram.ranks()
+    rows: dict[int, list] = {}
+    for box in diagram.boxes:
+        rows.setdefault(ranks[box.id], []).append(box)
+    pos: dict[str, tuple[float, float]] = {}
+    for r, boxes in rows.items():
+        for i, box in enumerate(boxes):
+            pos[box.id] = (i - (len(boxes) - 1) / 2, -float(r))
+    fig = go.Figure()
+    half_w, half_h = _BOX_W / 2, _BOX_H / 2
+    widest = max((len(b) for b in rows.values()), default=1)
+    for a, b in diagram.arrows:
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        if y0 - y1 > 1.01:  # skips rows: bend around the boxes in between, on its side
+            sign = -1.0 if x0 < 0 else 1.0
+            side = sign * ((widest - 1) / 2 + 0.75)
+            path = (f"M {x0 + sign * half_w},{y0} C {side},{y0} {side},{y1} "
+                    f"{x1 + sign * half_w},{y1}")
+            fig.add_shape(type="path", path=path, line={"color": "#6f42c1", "dash": "dash",
+                                                        "width": 1.5})
+        else:
+            fig.add_annotation(x=x1, y=y1 + half_h, ax=x0, ay=y0 - half_h, xref="x",
+                               yref="y", axref="x", ayref="y", showarrow=True, arrowhead=2,
+                               arrowsize=1, arrowwidth=1.2, arrowcolor="#495057", text="")
+    for box in diagram.boxes:
+        x, y = pos[box.id]
+        fig.add_shape(type="rect", x0=x - half_w, x1=x + half_w, y0=y - half_h, y1=y + half_h,
+                      fillcolor=_BOX_COLOURS.get(box.kind, "#f8f9fa"),
+                      line={"color": "#6c757d", "width": 1})
+        label = "<br>".join(textwrap.wrap(box.label, 30)[:2])
+        text = f"<b>{label}</b>" + (f"<br>{box.shape}" if box.shape else "")
+        fig.add_annotation(x=x, y=y, text=text, showarrow=False, font={"size": 10})
+    fig.add_trace(go.Scatter(
+        x=[pos[b.id][0] for b in diagram.boxes], y=[pos[b.id][1] for b in diagram.boxes],
+        mode="markers", marker={"size": 28, "opacity": 0}, showlegend=False,
+        customdata=[[b.id, b.detail or b.label, b.shape] for b in diagram.boxes],
+        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>output: %{customdata[2]}"
+                      "<extra></extra>"))
+    n_rows = max(ranks.values(), default=0) + 1
+    fig.update_xaxes(visible=False, range=[-(widest / 2) - 0.9, widest / 2 + 0.9])
+    fig.update_yaxes(visible=False, range=[-n_rows + 0.4, 0.6])
+    fig.update_layout(title=diagram.title + " (output shapes: channels x height x width)",
+                      height=max(300, n_rows * _ROW_PX + 80), margin={"t": 50, "l": 10,
+                                                                       "r": 10, "b": 10},
+                      plot_bgcolor="white")
+    return fig

@@ -54,15 +54,18 @@ class Server:
 
 @contextlib.contextmanager
 def serve(home: Path | None = None, *, timeout: float = 120.0,
-          extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Start the app's server on a free localhost port; stop it when the block ends."""
+          extra_env: dict[str, str] | None = None, app_dir: Path = REPO) -> Iterator[Server]:
+    """Start the app's server on a free localhost port; stop it when the block ends.
+
+    ``app_dir`` holds the ``app.py`` and ``.streamlit/`` to serve (the checkout; another
+    folder for an experiment with a changed page)."""
     home = Path(home or tempfile.mkdtemp(prefix="cnncompare-bench-home-"))
     port = free_port()
     env = dict(os.environ, CNNCOMPARE_HOME=str(home), PYTHONUNBUFFERED="1",
                **(extra_env or {}))
     started = time.monotonic()
     proc = subprocess.Popen([str(STREAMLIT), "run", "app.py", "--server.port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            cwd=app_dir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     server = Server(url=f"http://localhost:{port}", home=home, process=proc, started=started)
 

@@ -358,3 +358,20 @@ def receptive_field(cfg: Any) -> int:
     :class:`~cnncompare.registry.ModelConfig` or a model name at its canonical size."""
     cfg = as_config(cfg)
     return plan_field(spatial_plan(cfg.name, cfg.input_size, cfg.stem), cfg.input_size).size
+
+
+def field_by_depth(cfgs: Sequence[Any]) -> Any:
+    """One row per top-level step or block of each configuration's plan (a
+    :class:`~cnncompare.registry.ModelConfig`, or a name at its canonical size): ``model``,
+    ``input_size``, then the columns of :func:`plan_fields`. The chart of receptive field
+    against depth draws it."""
+    import pandas as pd  # the layer table imports this module: keep its import light
+
+    rows = []
+    for cfg in cfgs:
+        cfg = as_config(cfg)
+        for row in plan_fields(spatial_plan(cfg.name, cfg.input_size, cfg.stem),
+                               cfg.input_size):
+            rows.append({"model": cfg.name, "input_size": cfg.input_size, **row})
+    return pd.DataFrame(rows, columns=["model", "input_size", "layer", "kind", "depth", "side",
+                                       *RF_COLUMNS])

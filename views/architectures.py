@@ -1,19 +1,22 @@
-"""Architectures: one network layer by layer, its model card, and two side by side."""
+"""Architectures: one network layer by layer, its model card, its diagram beside another's,
+receptive fields against depth, and the effective receptive field of a trained run."""
 
 import streamlit as st
 
-from cnncompare import list_models, model_info, plots, ui
+from cnncompare import list_models, model_info, plots, plots_explain, ui
 from cnncompare.formatting import human
 from cnncompare.profiling import ACTIVATION_NOTE, MACS_VS_FLOPS
 
 st.title("Architectures")
 st.caption(
     "Every layer the network runs, with its output shape, the arithmetic that gives it, "
-    "its parameters and its multiply-adds (MACs)."
+    "its receptive field, its parameters and its multiply-adds (MACs); its diagram; how "
+    "far each network sees."
 )
 
 MODELS = list_models()
 COSTS = ui.cost_columns()
+number = st.column_config.NumberColumn
 LAYER_COLUMNS = {
     "layer": "Layer",
     "type": "Type",
@@ -24,6 +27,15 @@ LAYER_COLUMNS = {
     "output_shape": st.column_config.TextColumn("Output", help="channels x height x width"),
     "shape_arithmetic": st.column_config.TextColumn(
         "Shape arithmetic", help="out = floor((in + 2p - k) / s) + 1", width="large"),
+    "rf": number("Receptive field (px)", format="%d",
+                 help="The size in input pixels of the region that can affect one unit of "
+                      "this layer, padding included (union over branches)."),
+    "rf_jump": number("Jump (px)", format="%d",
+                      help="Input pixels between the regions of two neighbouring units: the "
+                           "product of the strides so far."),
+    "rf_start": number("Start (px)", format="%d",
+                       help="Input coordinate of the first pixel of the first unit's region; "
+                            "negative where padding puts it outside the image."),
     "params": COSTS["params"],
     "macs": COSTS["macs"],
     "output_mb": COSTS["output_mb"],
@@ -31,19 +43,63 @@ LAYER_COLUMNS = {
         "Reused", help="A module called again (counted on its first call)"),
 }
 SHOWN = list(LAYER_COLUMNS)
-COMPACT = ["layer", "type", "output_shape", "shape_arithmetic", "params", "macs"]
+COMPACT = ["layer", "type", "output_shape", "shape_arithmetic", "rf", "params", "macs"]
 
 
-def show_card(name: str, stem: str) -> None:
-    """Paper, year, key ideas and what the small-input stem changes."""
+@st.cache_data(show_spinner=False, max_entries=64)
+def card_facts(name: str, preset, config: dict) -> tuple[int, list[str]]:
+    """The depth of ``name`` and the notes on what this configuration's size does to it."""
+    from cnncompare.model_card import model_depth, size_notes
+    from cnncompare.registry import config_for
+
+    return model_depth(name), size_notes(config_for(name, preset, **config))
+
+
+@st.cache_data(show_spinner="Drawing the diagram...", max_entries=32)
+def diagram(name: str, preset, config: dict, depth: int, expand: tuple[str, ...]):
+    """The diagram of one configuration (:func:`cnncompare.diagram.network_diagram`)."""
+    from cnncompare.diagram import network_diagram
+    from cnncompare.registry import config_for
+
+    return network_diagram(config_for(name, preset, **config), depth=depth, expand=expand)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def fields_by_depth(names: tuple[str, ...], preset, config: dict):
+    """Receptive field after each step or block of every network, for the chart."""
+    from cnncompare.receptive_field import field_by_depth
+    from cnncompare.registry import config_for
+
+    return field_by_depth([config_for(n, preset, **config) for n in names])
+
+
+@st.cache_data(show_spinner="Computing the effective receptive field...", max_entries=16)
+def erf(run_id: str, updated_at: str, images: int):
+    """The effective field of a stored run and of its freshly initialised twin."""
+    from cnncompare.effective_field import run_effective_field
+    from cnncompare.store import ResultsStore
+
+    return run_effective_field(ResultsStore(), run_id, images=images)
+
+
+def show_card(name: str, stem: str, depth: int, notes: list[str]) -> None:
+    """Paper, year, depth, key ideas, what the small-input stem and this size change, and
+    the pitfalls people meet when they write the network themselves."""
     info = model_info(name)
     st.subheader(f"{name} · {info.family}, {info.year}")
     st.markdown(f"**Paper:** [{info.paper}]({info.paper_url})")
+    st.markdown(f"**Depth:** {depth} weighted layers (convolutions and fully connected "
+                "layers on the longest path from the input to the output).")
     st.markdown("**Key ideas**\n" + "\n".join(f"- {idea}" for idea in info.key_ideas))
     used = "this configuration uses it" if stem == "small" else "not used at this input size"
     st.markdown(f"**Small-input adaptation** ({used}): {info.adaptation}")
+    for note in notes:
+        st.info(note, icon=":material/straighten:")
     if info.notes:
         st.caption(info.notes)
+    if info.pitfalls:
+        with st.expander("Common pitfalls when you write it yourself"):
+            st.markdown("\n".join(f"- {p}" for p in info.pitfalls))
 
 
 def layer_view(name: str, preset, config, columns: list[str], key: str):
@@ -69,7 +125,7 @@ except ValueError as exc:
 
 card, numbers = st.columns([3, 2])
 with card:
-    show_card(name, totals["stem"])
+    show_card(name, totals["stem"], *card_facts(name, preset, config))
 with numbers:
     st.markdown(f"**Configuration:** `{totals['label']}`")
     m1, m2 = st.columns(2)
@@ -101,3 +157,81 @@ for col, default, key in ((left, name, "left"), (right, "vgg11", "right")):
         except ValueError:
             pass
         layer_view(other, preset, config, COMPACT, key)
+
+# --------------------------------------------------------------------------- diagrams
+st.subheader("Diagram")
+st.caption(
+    "Drawn from the network's own modules and one recorded forward pass: each box is a "
+    "layer, a merge or a closed block, with its output shape; dashed arrows skip rows "
+    "(shortcuts, dense connections); ×N marks N repeated blocks. Open a block to see inside.")
+d_left, d_right = st.columns(2)
+for col, default, key in ((d_left, name, "left"), (d_right, "densenet121", "right")):
+    with col:
+        other = st.selectbox("Model", MODELS, index=MODELS.index(default),
+                             key=f"diagram-{key}-model")
+        level = st.slider("Open modules down to this depth", 0, 4, 2,
+                          key=f"diagram-{key}-depth")
+        opened: tuple[str, ...] = ()
+        try:
+            drawn = diagram(other, preset, config, level, opened)
+            labels = {b.id: b.label for b in drawn.boxes if b.expandable}
+            opened = tuple(st.multiselect("Open these blocks", list(labels),
+                                          format_func=labels.get, key=f"diagram-{key}-open"))
+            if opened:
+                drawn = diagram(other, preset, config, level, opened)
+        except ValueError as exc:
+            st.error(str(exc))
+            continue
+        st.plotly_chart(plots_explain.diagram_figure(drawn), key=f"diagram-{key}-chart",
+                        config={"displayModeBar": False})
+
+# -------------------------------------------------------------------- receptive fields
+st.subheader("Receptive field against depth")
+st.caption(
+    "The size of the input region one unit can see after each layer or block (padding "
+    "included; where branches merge, the union over them). Where a line crosses the "
+    "dashed input size, a unit in the middle of the map can see the whole image.")
+compare = st.multiselect("Networks", MODELS, default=["alexnet", "vgg16", "resnet18",
+                                                       "googlenet"], key="arch-rf-models")
+if compare:
+    try:
+        frame = fields_by_depth(tuple(compare), preset, config)
+    except ValueError as exc:
+        st.error(str(exc))
+    else:
+        st.plotly_chart(plots_explain.rf_depth_chart(frame), key="arch-rf-chart")
+
+st.subheader("Effective receptive field of a trained run")
+st.caption(
+    "The gradient of one unit in the middle of the last feature map with respect to the "
+    "input, in absolute value, averaged over test images: where the unit really looks. "
+    "The red square is its theoretical field. Beside it, the same network freshly "
+    "initialised.")
+from cnncompare.store import ResultsStore  # noqa: E402 - the store is only needed here
+
+runs = ResultsStore().runs(finished_only=True)
+if runs.empty:
+    st.info("No trained run yet: train one on the Train page (or the quick LeNet on "
+            "Classify) to see its effective receptive field.")
+    st.stop()
+labels = {r: f"{m} · {d} · run {r}" for r, m, d in zip(runs["run_id"], runs["model"],
+                                                         runs["dataset"], strict=True)}
+r1, r2 = st.columns([3, 1])
+run_id = r1.selectbox("Run", list(labels), format_func=labels.get, key="arch-erf-run")
+images = r2.slider("Test images", 1, 64, 16, key="arch-erf-images")
+updated = str(runs.set_index("run_id").loc[run_id, "updated_at"])
+try:
+    trained, fresh = erf(run_id, updated, images)
+except (ValueError, OSError, RuntimeError) as exc:
+    st.error(f"The effective receptive field of run {run_id} cannot be computed: {exc}")
+    st.stop()
+e_left, e_right = st.columns(2)
+for col, result, title in ((e_left, trained, "Trained"), (e_right, fresh, "At initialisation")):
+    with col:
+        fig = plots_explain.erf_figure(
+            result.map, result.region,
+            title=f"{title}: |∂ unit / ∂ input| over {result.images} test images")
+        st.plotly_chart(fig, key=f"arch-erf-{title}")
+        st.caption(
+            f"Unit {result.unit} of {result.layer}: theoretical field {result.theoretical} px; "
+            f"90% of the gradient lies in a square of {result.effective} px.")

@@ -261,12 +261,18 @@ class BackgroundCosts:
     as they arrive (the Overview draws its table at once and fills it in).
 
     Results are keyed by model name; a configuration that fails is kept in
-    :meth:`errors` with its message. Counting runs on the meta device: no memory, and a
+    :meth:`errors` with its message. ``then`` runs in the same thread once every count is
+    in (the app warms what its next pages need there); its failure is kept in
+    :attr:`then_error`, never raised. Counting runs on the meta device: no memory, and a
     training thread beside it is not slowed by hooks (see :mod:`cnncompare.counting`).
     """
 
-    def __init__(self, configs: Iterable[ModelConfig]):
+    def __init__(self, configs: Iterable[ModelConfig],
+                 then: Callable[[], Any] | None = None):
         self.configs = list(configs)
+        self._then = then
+        self.then_error: str | None = None
+        self._counted = threading.Event()
         self._results: dict[str, dict[str, int]] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -284,6 +290,12 @@ class BackgroundCosts:
             else:
                 with self._lock:
                     self._results[cfg.name] = result
+        self._counted.set()
+        if self._then is not None:
+            try:
+                self._then()
+            except Exception as exc:  # noqa: BLE001 - a warm-up that fails changes nothing
+                self.then_error = f"{type(exc).__name__}: {exc}"
 
     def results(self) -> dict[str, dict[str, int]]:
         """The costs counted so far: model name -> ``{"params", "macs", "flops"}``."""
@@ -295,12 +307,17 @@ class BackgroundCosts:
             return dict(self._errors)
 
     def done(self) -> bool:
-        return not self._thread.is_alive()
+        """Whether every configuration is counted (``then`` may still be running)."""
+        return self._counted.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every configuration is counted (or ``timeout`` s); True when done."""
+        return self._counted.wait(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the thread has finished, ``then`` included; True when it has."""
         self._thread.join(timeout)
-        return self.done()
+        return not self._thread.is_alive()
 
 
 def library_versions() -> dict[str, str]:

@@ -28,7 +28,24 @@ def zoo_costs(home: str):
     from cnncompare import profiling  # imported on first use: it loads torch
     from cnncompare.registry import list_models, preset_config
 
-    return profiling.BackgroundCosts(preset_config(n, "canonical") for n in list_models())
+    return profiling.BackgroundCosts((preset_config(n, "canonical") for n in list_models()),
+                                     then=prefetch_for_pages)
+
+
+PREFETCHED = ("lenet", "alexnet", "vgg11", "resnet18")
+"""The networks the Architectures and Profile & Benchmark pages open with (small preset)."""
+
+
+def prefetch_for_pages() -> None:
+    """Make the next pages' first visit fast, in the background after the Overview's count:
+    plotly's first figure (about 2 s of imports and templates), and the full analyses of
+    the networks those pages open with, into the disk cache."""
+    from cnncompare import plots, profiling
+    from cnncompare.registry import preset_config
+
+    plots.cost_bars(profiling.profile_models(["lenet"], preset="small")).to_json()
+    for name in PREFETCHED:
+        profiling.analyze(preset_config(name, "small"))
 
 
 @st.cache_data(show_spinner=False)

@@ -40,7 +40,7 @@ def test_overview_fills_in_macs_and_flops_counted_in_the_background(cnncompare_h
         assert zoo.loc[name, "flops"] == expected["flops"]
     assert zoo["macs"].notna().all() and zoo["flops"].notna().all()
     captions = " ".join(c.value for c in at.caption)
-    assert "MACs and FLOPs counted for all 18 networks" in captions
+    assert f"MACs and FLOPs counted for all {len(list_models())} networks" in captions
     # The counts are on disk: a new server (a new BackgroundCosts) reads them, counts none.
     before = profiling.cache_stats()["forward_computed"]
     again = profiling.BackgroundCosts([profiling.as_config("resnet18")])
@@ -58,3 +58,32 @@ def test_background_costs_keeps_a_failure_beside_the_results():
     assert costs.wait(timeout=60)
     assert costs.results() == {"lenet": profiling.forward_costs("lenet")}
     assert list(costs.errors()) == ["alexnet"] and costs.errors()["alexnet"]
+
+
+def test_background_costs_runs_then_afterwards_and_keeps_its_failure():
+    from cnncompare import profiling
+
+    order = []
+
+    def then():
+        order.append(("then", costs.done()))
+        raise RuntimeError("warm-up broke")
+
+    costs = profiling.BackgroundCosts([profiling.as_config("lenet")], then=then)
+    assert costs.join(timeout=60)
+    assert order == [("then", True)]  # after every count was in
+    assert costs.then_error == "RuntimeError: warm-up broke"
+    assert costs.errors() == {}
+
+
+def test_prefetch_leaves_the_pages_first_analyses_on_disk():
+    from cnncompare import profiling
+    from cnncompare.registry import preset_config
+
+    ui.prefetch_for_pages()
+    before = profiling.cache_stats()
+    for name in ui.PREFETCHED:
+        profiling.analyze(preset_config(name, "small"))
+    after = profiling.cache_stats()
+    assert after["computed"] == before["computed"]
+    assert after["disk_hits"] == before["disk_hits"] + len(ui.PREFETCHED)

@@ -89,22 +89,19 @@ def group_table(runs: pd.DataFrame, factor: str = "model") -> pd.DataFrame:
     :data:`GROUP_COLUMNS` (the factor's column after ``group``)."""
     from cnncompare import studies  # scipy loads with the statistics only
 
+    cols = list(GROUP_COLUMNS)
+    if factor != "model":
+        cols.remove(factor)
+        cols.insert(1, factor)
     summary = studies.summarize(runs, factor)
     if summary.empty:
-        cols = list(GROUP_COLUMNS)
-        if factor != "model":
-            cols.insert(1, factor)
         return pd.DataFrame(columns=cols)
     first = runs.drop_duplicates("run_id").set_index("run_id")
     lead = summary["run_ids"].str.split(",").str[0]
     for col in ("flops", "latency_ms", "peak_mem_mb", "mem_method", "input", "macs"):
         if col in first:
             summary[col] = lead.map(first[col]).to_numpy()
-    summary = studies.pareto_on_means(summary)
-    cols = list(GROUP_COLUMNS)
-    if factor != "model":
-        cols.insert(1, factor)
-    return summary.reindex(columns=cols)
+    return studies.pareto_on_means(summary).reindex(columns=cols)
 
 
 def run_costs(records, on_error=None) -> pd.DataFrame:

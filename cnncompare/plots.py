@@ -61,6 +61,10 @@ def _style(fig: go.Figure, title: str | None = None) -> go.Figure:
 
 _AXIS_LABELS = {
     "test_acc": "test accuracy (fraction)",
+    "val_acc": "validation accuracy (fraction)",
+    "val_loss": "validation loss (cross-entropy)",
+    "test_acc_mean": "test accuracy at the validation-chosen epoch, mean over seeds (fraction)",
+    "seconds_mean": "training time, mean over seeds (s)",
     "train_acc": "train accuracy (fraction)",
     "test_loss": "test loss (cross-entropy)",
     "train_loss": "train loss (cross-entropy)",
@@ -115,31 +119,128 @@ def learning_curves(epochs: pd.DataFrame, y: str = "test_acc", x: str = "epoch",
     return _style(fig, title)
 
 
-def metric_bars(frame: pd.DataFrame, y: str, log: bool = False,
-                title: str | None = None) -> go.Figure:
-    """Bars of column ``y`` per run ``label``, coloured by ``model``."""
-    fig = px.bar(frame, x="label", y=y, color="model", color_discrete_map=color_map(
-        frame["model"]), log_y=log, labels={y: axis_label(y), "label": ""})
-    fig.update_traces(hovertemplate="%{x}: %{y:.4g}<extra></extra>")
+_GROUP_PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Dark24
+
+
+def group_colors(frame: pd.DataFrame, by_model: bool = True) -> dict[str, str]:
+    """``{group: colour}``: each group in its model's colour when the comparison is by
+    model, else one colour per group from a qualitative palette (in order of appearance)."""
+    groups = pd.unique(frame["group"].astype(str))
+    if by_model:
+        models = frame.drop_duplicates("group").set_index("group")["model"]
+        return {g: model_color(str(models[g])) for g in groups}
+    return {g: _GROUP_PALETTE[i % len(_GROUP_PALETTE)] for i, g in enumerate(groups)}
+
+
+def _rgba(color: str, alpha: float) -> str:
+    """``"#1f77b4"`` or ``"rgb(31, 119, 180)"`` with transparency ``alpha``."""
+    from plotly.colors import hex_to_rgb, unlabel_rgb
+
+    r, g, b = hex_to_rgb(color) if color.startswith("#") else unlabel_rgb(color)
+    return f"rgba({int(r)},{int(g)},{int(b)},{alpha})"
+
+
+def band_curves(bands: pd.DataFrame, y: str, x: str = "epoch",
+                colors: dict[str, str] | None = None, title: str | None = None) -> go.Figure:
+    """Mean curve per ``group`` with a shaded band (``low``-``high``: +- one std for three
+    or more seeds, min-max for two; none for one seed, whose legend entry says so).
+
+    ``bands`` is :func:`cnncompare.studies.curve_bands`' frame; ``y`` names the metric
+    for the axis label; ``x`` is ``epoch`` or ``wall_time`` (mean over the seeds)."""
+    fig = go.Figure()
+    colors = colors or {}
+    for group, g in bands.groupby("group", sort=False):
+        g = g.sort_values("epoch")
+        color = colors.get(str(group), model_color(str(g["model"].iloc[0])))
+        n = int(g["n"].max())
+        if g["low"].notna().any():
+            band = g[g["low"].notna()]
+            fig.add_trace(go.Scatter(
+                x=list(band["x"]) + list(band["x"])[::-1],
+                y=list(band["high"]) + list(band["low"])[::-1],
+                fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
+                hoverinfo="skip", showlegend=False, legendgroup=str(group),
+                name=f"{group} band"))
+        spread = "one seed" if n == 1 else ("min–max of 2 seeds" if n == 2
+                                            else f"± 1 std over {n} seeds")
+        fig.add_trace(go.Scatter(
+            x=g["x"], y=g["mean"], mode="lines+markers", name=f"{group} ({spread})",
+            legendgroup=str(group), line=dict(color=color, dash="dot" if n == 1 else None),
+            hovertemplate=f"{group}<br>{axis_label(x)}: %{{x:.3g}}<br>"
+                          f"{axis_label(y)}, mean: %{{y:.4f}}<extra></extra>"))
+    fig.update_xaxes(title=axis_label(x))
+    if x == "epoch":
+        fig.update_xaxes(tickformat="d", dtick=1 if bands.empty or bands["x"].max() <= 20
+                         else None)
+    fig.update_yaxes(title=axis_label(y) + ", mean over seeds")
+    return _style(fig, title)
+
+
+def _error_arrays(frame: pd.DataFrame, y: str, low: str | None, high: str | None):
+    if not low or not high or low not in frame or high not in frame:
+        return None
+    plus = (frame[high] - frame[y]).clip(lower=0).fillna(0)
+    minus = (frame[y] - frame[low]).clip(lower=0).fillna(0)
+    return dict(type="data", symmetric=False, array=plus.tolist(), arrayminus=minus.tolist(),
+                thickness=1.5, width=6)
+
+
+def interval_bars(frame: pd.DataFrame, y: str, low: str | None = None, high: str | None = None,
+                  colors: dict[str, str] | None = None, log: bool = False,
+                  title: str | None = None) -> go.Figure:
+    """One bar per ``group``: ``y`` (a mean) with its 95% interval (``low``, ``high``) as
+    an error bar; a single-seed group has no error bar and ``(1 seed)`` under its name."""
+    colors = colors or {}
+    names = [f"{g} (1 seed)" if int(n) == 1 else str(g)
+             for g, n in zip(frame["group"], frame["n_seeds"], strict=True)]
+    fig = go.Figure(go.Bar(
+        x=names, y=frame[y], marker_color=[colors.get(str(g), "#1f77b4") for g in
+                                           frame["group"]],
+        error_y=_error_arrays(frame, y, low, high),
+        hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
+    fig.update_yaxes(title=axis_label(y) + (", log" if log else ""),
+                     type="log" if log else "linear")
+    fig.update_xaxes(title="")
     fig.update_layout(showlegend=False)
     return _style(fig, title)
 
 
 def accuracy_vs_cost(frame: pd.DataFrame, front: pd.DataFrame, cost: str = "macs",
-                     score: str = "test_acc", size: str = "params",
+                     score: str = "test_acc_mean", colors: dict[str, str] | None = None,
                      title: str | None = None) -> go.Figure:
-    """Score against cost on a log axis, bubble area ~ ``size``, the Pareto front drawn."""
-    fig = px.scatter(
-        frame, x=cost, y=score, size=size, color="model", text="label",
-        color_discrete_map=color_map(frame["model"]), log_x=True, size_max=45,
-        labels={cost: axis_label(cost) + ", log", score: axis_label(score)},
-        hover_data={size: ":,.0f", "label": True},
-    )
-    fig.update_traces(textposition="top center")
+    """Mean accuracy against cost (log axis) per ``group``, with 95% intervals as
+    vertical error bars (none for a single seed); the Pareto front of the means as a
+    dashed staircase; groups on it are filled circles, groups "within noise of the front"
+    (their interval reaches it) open diamonds, the rest open circles."""
+    colors = colors or {}
+    fig = go.Figure()
+    kinds = (("pareto", "on the Pareto front", "circle"),
+             ("within_noise", "within noise of the front", "diamond-open"),
+             ("other", "behind the front", "circle-open"))
+    kind = frame.get("pareto", pd.Series(False, frame.index)).map(
+        lambda v: "pareto" if v else "other")
+    if "within_noise" in frame:
+        kind = kind.where(~frame["within_noise"].astype(bool), "within_noise")
+    for name, legend, symbol in kinds:
+        part = frame[kind == name]
+        if part.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=part[cost], y=part[score], mode="markers+text", name=legend,
+            text=[f"{g} (1 seed)" if int(n) == 1 else str(g)
+                  for g, n in zip(part["group"], part["n_seeds"], strict=True)],
+            textposition="top center",
+            marker=dict(size=13, symbol=symbol, line=dict(width=2),
+                        color=[colors.get(str(g), "#1f77b4") for g in part["group"]]),
+            error_y=_error_arrays(part, score, "test_acc_ci_low", "test_acc_ci_high"),
+            hovertemplate="%{text}<br>" + axis_label(cost) + ": %{x:,.0f}<br>"
+                          + "mean accuracy: %{y:.4f}<extra></extra>"))
     if len(front):
         fig.add_trace(go.Scatter(x=front[cost], y=front[score], mode="lines",
                                  line=dict(color="#333", dash="dash", shape="hv"),
-                                 name="Pareto front", hoverinfo="skip"))
+                                 name="Pareto front (means)", hoverinfo="skip"))
+    fig.update_xaxes(title=axis_label(cost) + ", log", type="log")
+    fig.update_yaxes(title=axis_label(score))
     return _style(fig, title)
 
 

@@ -291,7 +291,7 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Inter
     mean = float(x.mean())
     if n == 1:
         return Interval(1, mean, math.nan, math.nan, math.nan)
-    std = float(x.std(ddof=1))
+    std = 0.0 if np.ptp(x) == 0 else float(x.std(ddof=1))  # equal values: exactly 0
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return Interval(n, mean, std, mean - half, mean + half)
 
@@ -322,16 +322,21 @@ def _value_text(column: str, value: Any) -> str:
 def group_runs(runs: pd.DataFrame, factor: str = "model") -> pd.DataFrame:
     """``runs`` (one row per run, :data:`cnncompare.store.FRAME_COLUMNS`) with a ``group``
     label and a ``group_key``: runs that agree on every setting but the seed share a
-    group. The label starts with the ``factor``'s value and names every other setting
-    that differs between the groups shown (``"adam · lenet"``), so no two groups share a
-    label and nothing is pooled silently."""
+    group. The label starts with the ``factor``'s value and then names, in the order of
+    :data:`GROUP_SETTINGS`, each setting that still tells apart groups whose labels would
+    otherwise be the same (``"adam · lenet"``; a model's own width is not named when the
+    model already is), so no two groups share a label and nothing is pooled silently."""
     factor_info(factor)
     out = runs.copy()
     cols = [c for c in GROUP_SETTINGS if c in out.columns]
     keys = out[cols].astype(str).agg("|".join, axis=1)
     out["group_key"] = keys
-    varying = [c for c in cols if out[c].astype(str).nunique() > 1 and c != factor]
-    parts = [factor, *varying] if factor in out.columns else varying
+    parts = [factor] if factor in out.columns else []
+    text = out[cols].astype(str)
+    for c in cols:  # a setting is named only where it tells apart groups named alike so far
+        if c not in parts and (text.groupby([text[p] for p in parts])[c].nunique() > 1
+                               if parts else text[c].nunique() > 1).any():
+            parts.append(c)
     if out.empty:
         out["group"] = pd.Series(dtype=str)
         return out
@@ -349,14 +354,16 @@ inserted after ``model`` when it is another setting."""
 
 def summarize(runs: pd.DataFrame, factor: str = "model",
               costs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per group (see :func:`group_runs`), finished runs only: how many seeds,
+    """One row per group (see :func:`group_runs`; a frame that has its ``group`` and
+    ``group_key`` columns already keeps them), finished runs only: how many seeds,
     the test accuracy's mean, std and 95% interval over them (NaN for one seed), the
     median selected epoch, the final epoch's mean test accuracy, the mean training time,
     and the model's parameters and MACs (from ``costs``: ``run_id``, ``params``,
     ``macs``). Extra columns: ``group``, ``seeds``, ``val_acc_mean``, ``largest_gap``
     (the largest selected-minus-final test accuracy of a seed), ``run_ids`` and the
     group's shared settings."""
-    grouped = group_runs(runs[runs["status"] == "finished"], factor)
+    grouped = runs if "group_key" in runs else group_runs(runs, factor)
+    grouped = grouped[grouped["status"] == "finished"].copy()
     if costs is not None and len(grouped):
         cost = costs.drop_duplicates("run_id").set_index("run_id")
         for col in ("params", "macs"):
@@ -432,8 +439,10 @@ def curve_bands(epochs: pd.DataFrame, groups: pd.DataFrame, y: str,
         xv = float(g[x].mean()) if x != "epoch" else int(epoch)
         rows.append({"group": group, "model": g["model"].iloc[0], "epoch": int(epoch), "x": xv,
                      "mean": mean, "low": low, "high": high, "n": n})
-    return pd.DataFrame(rows, columns=cols).sort_values(["group", "epoch"]).reset_index(
-        drop=True)
+    order = {g: i for i, g in enumerate(pd.unique(groups["group"]))}  # as ``groups`` lists
+    out = pd.DataFrame(rows, columns=cols)
+    out["_order"] = out["group"].map(order)
+    return out.sort_values(["_order", "epoch"]).drop(columns="_order").reset_index(drop=True)
 
 
 def pareto_on_means(summary: pd.DataFrame, cost: str = "macs",
@@ -498,10 +507,10 @@ def separability(summary: pd.DataFrame) -> str:
         return ""
     single = summary[summary["n_seeds"] < 2]["group"].astype(str).tolist()
     multi = summary[summary["n_seeds"] >= 2].sort_values("test_acc_mean", ascending=False)
-    counts = sorted(set(int(n) for n in multi["n_seeds"]))
-    seeds = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}\u2013{counts[-1]}")
     sentences = []
     if len(multi) >= 2:
+        counts = sorted(set(int(n) for n in multi["n_seeds"]))
+        seeds = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}\u2013{counts[-1]}")
         pairs = compare_pairs(multi)
         if len(multi) > 5:
             order = list(multi["group"].astype(str))

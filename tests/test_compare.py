@@ -93,3 +93,27 @@ def test_results_table_reads_each_run_once(monkeypatch):
     assert (table["params"] == 61706).all() and table["latency_ms"].isna().all()
     assert table.set_index("run_id").loc[runs[0].run_id, "test_acc"] == runs[0].test_acc
     assert results_table(store, [], bench="none").empty
+
+
+def test_hide_constant_columns_keeps_what_differs_and_the_key_columns():
+    from cnncompare.compare import hide_constant_columns
+
+    frame = pd.DataFrame({"group": ["a", "b"], "n_seeds": [3, 3], "lr": [1e-3, 1e-3],
+                          "width": [0.25, 1.0], "note": [None, None], "test_acc_mean": [.9, .8]})
+    shown = hide_constant_columns(frame)
+    assert list(shown.columns) == ["group", "n_seeds", "width", "test_acc_mean"]
+    assert list(hide_constant_columns(frame.iloc[:1]).columns) == list(frame.columns)
+
+
+def test_group_table_puts_the_factor_after_the_group_once():
+    from cnncompare.compare import GROUP_COLUMNS, group_table
+    from tests.test_studies import FIXTURE
+
+    runs = FIXTURE.assign(macs=416520.0, flops=833040.0, latency_ms=np.nan,
+                          peak_mem_mb=np.nan, mem_method="", input="1x28x28")
+    table = group_table(runs, "optimizer")
+    assert list(table.columns[:3]) == ["group", "optimizer", "model"]
+    assert list(table.columns).count("optimizer") == 1
+    assert len(table.columns) == len(GROUP_COLUMNS)
+    assert table["n_seeds"].tolist() == [3, 2, 1] and table["pareto"].dtype == bool
+    assert list(group_table(runs).columns) == GROUP_COLUMNS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 import pytest
@@ -31,13 +32,22 @@ def test_compare_on_empty_home_says_what_to_do():
     assert len(at.dataframe) == 0
 
 
-def test_train_page_lists_the_default_runs_as_new():
+def test_train_page_lists_the_default_study_as_new():
+    """3 models x 3 seeds (the quick preset's default), one row per (model, seed)."""
     at = page("train.py").run()
     assert not at.exception
     status = at.dataframe[0].value
-    assert list(status["model"]) == ["lenet", "alexnet", "resnet18"]
-    assert set(status["state"]) == {"new"}
-    assert at.button(key="train").label == "Train 3 runs"
+    assert list(status["model"]) == ["lenet"] * 3 + ["alexnet"] * 3 + ["resnet18"] * 3
+    assert list(status["seed"]) == [0, 1, 2] * 3
+    assert set(status["state"]) == {"new"} and status["run_id"].is_unique
+    assert status["precision"].isin(["float32", "bfloat16", "float16"]).all()
+    assert at.button(key="train").label == "Train 9 runs"
+    widget(at.radio, "Preset").set_value("full").run()
+    assert widget(at.number_input, "Seeds").value == 1  # the full preset: one seed
+    # the page's defaults are the command line's: the same keys as `train --model lenet`
+    from cnncompare.train_config import TrainConfig
+
+    assert status["run_id"].iloc[0] == TrainConfig("lenet").key()
 
 
 def test_a_missing_dataset_is_a_clear_message_not_a_traceback(tmp_path):
@@ -46,6 +56,24 @@ def test_a_missing_dataset_is_a_clear_message_not_a_traceback(tmp_path):
     widget(at.text_input, "Data root").set_value(str(tmp_path / "nowhere")).run()
     assert not at.exception
     assert at.error and "MNIST" in at.error[0].value
+    assert "--data-root" not in at.error[0].value  # the page's own fields are named
+
+
+def test_download_if_missing_lets_the_plan_and_the_train_button_show(cnncompare_home):
+    """Ticking "Download if missing" no longer stops the page at the missing-data message:
+    the plan (with the keys the download will give) and the Train button appear."""
+    root = cnncompare_home / "datasets"
+    root.mkdir(parents=True)  # an empty folder inside the results home (an allowed root)
+    at = page("train.py").run()
+    at.selectbox[0].set_value("mnist").run()
+    widget(at.text_input, "Data root").set_value(str(root)).run()
+    assert at.error and "Download if missing" in at.error[0].value
+    widget(at.checkbox, "Download if missing").check().run()
+    assert not at.exception and not at.error
+    assert any("will be downloaded" in i.value for i in at.info)
+    status = at.dataframe[0].value
+    assert len(status) == 9 and set(status["state"]) == {"new"}
+    assert at.button(key="train").label == "Train 9 runs"
 
 
 @pytest.fixture
@@ -65,9 +93,10 @@ def test_train_through_the_button_then_compare_and_export(captured_downloads):
     at = page("train.py").run()
     at.multiselect[0].set_value(["lenet"]).run()
     widget(at.number_input, "Epochs").set_value(2)
+    widget(at.number_input, "Seeds").set_value(2)
     widget(at.number_input, "Train images").set_value(300)
     widget(at.number_input, "Test images").set_value(100).run()
-    assert at.button(key="train").label == "Train 1 run"
+    assert at.button(key="train").label == "Train 2 runs"
     at.button(key="train").click().run()
     assert not at.exception
 
@@ -75,25 +104,99 @@ def test_train_through_the_button_then_compare_and_export(captured_downloads):
     assert job is not None and job.join(240)
     snap = job.snapshot()
     assert snap.state == "done", snap
-    assert [h["epoch"] for h in snap.history] == [1, 2]
+    assert [(h["label"], h["epoch"]) for h in snap.history] == [
+        ("lenet · seed 0", 1), ("lenet · seed 0", 2), ("lenet · seed 1", 1),
+        ("lenet · seed 1", 2)]
 
     stored = ResultsStore().runs()
-    assert list(stored["model"]) == ["lenet"] and stored["status"][0] == "finished"
+    assert list(stored["model"]) == ["lenet"] * 2 and set(stored["status"]) == {"finished"}
+    assert sorted(stored["seed"]) == [0, 1]
     at.run()
-    assert at.dataframe[0].value["state"].tolist() == ["stored"]
+    assert at.dataframe[0].value["state"].tolist() == ["stored"] * 2
     assert any("Every chosen run is stored" in s.value for s in at.success)
 
     cmp = page("compare.py").run()
     assert not cmp.exception
     table = cmp.dataframe[0].value
-    assert table["run_id"].tolist() == stored["run_id"].tolist()
+    assert table["n_seeds"].tolist() == [2]
+    assert sorted(table["run_ids"][0].split(",")) == sorted(stored["run_id"])
     assert table["params"][0] == 61_706 and table["macs"][0] > 0
-    csv = pd.read_csv(io.BytesIO(captured_downloads["cnncompare-digits-runs.csv"]))
-    assert csv["run_id"].tolist() == table["run_id"].tolist()
+    csv = pd.read_csv(io.BytesIO(captured_downloads["cnncompare-digits-groups.csv"]))
     assert list(csv.columns) == list(table.columns)
-    assert csv["test_acc"].tolist() == pytest.approx(table["test_acc"].tolist())
-    # the charts are there: curves, Pareto, bars, confusion
+    assert csv["test_acc_mean"].tolist() == pytest.approx(table["test_acc_mean"].tolist())
+    assert csv["test_acc_mean"][0] == pytest.approx(stored["test_acc"].mean())
+    # the charts are there: 2 curves, Pareto, bars, confusion, per class
     assert len(cmp.get("plotly_chart")) >= 6
+
+
+def _figure(element) -> dict:
+    return json.loads(element.proto.spec)
+
+
+@pytest.fixture
+def study_home(cnncompare_home):
+    """lenet x 3 seeds, alexnet x 2 seeds and lenet5 x 1 seed, three epochs each, tiny."""
+    from cnncompare.training import TrainConfig, train_or_load
+
+    for model, seeds in (("lenet", 3), ("alexnet", 2), ("lenet5", 1)):
+        for seed in range(seeds):
+            r = train_or_load(TrainConfig(model, epochs=3, seed=seed, train_size=300,
+                                          test_size=60), device="cpu")
+            assert r.status == "finished"
+    return cnncompare_home
+
+
+def test_compare_shows_a_multi_seed_study_with_bands_intervals_and_its_csv(
+        study_home, captured_downloads):
+    at = page("compare.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert table.set_index("group")["n_seeds"].to_dict() == {"lenet": 3, "alexnet": 2,
+                                                             "lenet5": 1}
+    groups = table.set_index("group")
+    assert groups.loc["lenet", "test_acc_ci_low"] <= groups.loc["lenet", "test_acc_mean"] \
+        <= groups.loc["lenet", "test_acc_ci_high"]
+    assert pd.isna(groups.loc["lenet5", "test_acc_ci_low"])  # one seed: no interval
+    # the CSV is exactly the table shown, with the columns equal across the runs hidden
+    csv = pd.read_csv(io.BytesIO(captured_downloads["cnncompare-digits-groups.csv"]))
+    assert list(csv.columns) == list(table.columns)
+    assert csv["group"].tolist() == table["group"].tolist()
+    assert csv["test_acc_mean"].tolist() == pytest.approx(table["test_acc_mean"].tolist())
+    assert "epochs" not in table.columns and "dataset" not in table.columns  # all equal
+    at.toggle(key="hide-equal").set_value(False).run()
+    full = at.dataframe[0].value
+    assert {"epochs", "dataset", "batch_size"} <= set(full.columns)
+    csv = pd.read_csv(io.BytesIO(captured_downloads["cnncompare-digits-groups.csv"]))
+    assert list(csv.columns) == list(full.columns)
+
+    figures = [_figure(c) for c in at.get("plotly_chart")]
+    curves = figures[0]["data"]
+    bands = [t["name"] for t in curves if t.get("fill") == "toself"]
+    assert bands == ["lenet band", "alexnet band"]  # none for the single seed
+    assert any(t["name"] == "lenet5 (one seed)" for t in curves)
+    bars = next(f for f in figures if "selected epoch" in f["layout"]["title"]["text"])
+    (bar,) = bars["data"]
+    assert bar["x"] == ["lenet", "alexnet", "lenet5 (1 seed)"]
+    errors = bar["error_y"]["array"]
+    assert errors[0] > 0 and errors[1] > 0 and errors[2] == 0
+    scatter = next(f for f in figures if "against MACs" in f["layout"]["title"]["text"])
+    assert any(t.get("error_y") for t in scatter["data"] if t["mode"] == "markers+text")
+    assert any("Welch's t-test" in i.value for i in at.info)
+
+
+def test_compare_groups_by_another_factor(cnncompare_home):
+    from cnncompare.training import TrainConfig, train_or_load
+
+    for opt in ("adam", "sgd"):
+        for seed in (0, 1):
+            train_or_load(TrainConfig("lenet", epochs=1, seed=seed, optimizer=opt,
+                                      train_size=120, test_size=50), device="cpu")
+    at = page("compare.py").run()
+    widget(at.selectbox, "Compare by").set_value("optimizer").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["group"].tolist() == ["adam", "sgd"] and table["n_seeds"].tolist() == [2, 2]
+    assert table["optimizer"].tolist() == ["adam", "sgd"]
 
 
 VIEWS = ["overview", "architectures", "profile_bench", "train", "compare", "classify"]

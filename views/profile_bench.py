@@ -43,10 +43,13 @@ st.caption(ACTIVATION_NOTE)
 cost_table_slot = st.empty()
 ui.csv_download(costs, "cnncompare-costs.csv", key="dl-costs")
 
-tab_bars, tab_bubble = st.tabs(["Side by side", "MACs against parameters"])
-with tab_bars:
+# One chart at a time: every chart drawn costs the browser time, even in a hidden tab.
+COST_VIEWS = {"bars": "Side by side", "bubble": "MACs against parameters"}
+cost_view = st.segmented_control("Chart", list(COST_VIEWS), format_func=COST_VIEWS.get,
+                                 default="bars", key="prof-chart") or "bars"
+if cost_view == "bars":
     st.plotly_chart(plots.cost_bars(costs), key="prof-bars")
-with tab_bubble:
+else:
     st.plotly_chart(plots.macs_params_bubble(costs, size="activation_mb",
                                              title="Bubble area: activations per image"),
                     key="prof-bubble")
@@ -148,10 +151,8 @@ else:
     st.caption("The CSV holds every column: device, thread count, dtype and torch version "
                "included.")
     ui.csv_download(bench, "cnncompare-benchmark.csv", key="dl-bench")
-    lat, thr, mem = st.tabs(["Latency", "Throughput", "Memory"])
-    with lat:
-        st.plotly_chart(plots.batch_curves(bench, "median_ms"), key="bench-latency")
-    with thr:
-        st.plotly_chart(plots.batch_curves(bench, "throughput"), key="bench-throughput")
-    with mem:
-        st.plotly_chart(plots.batch_curves(bench, "peak_mem_mb"), key="bench-memory")
+    BENCH_VIEWS = {"median_ms": "Latency", "throughput": "Throughput",
+                   "peak_mem_mb": "Memory"}
+    metric = st.segmented_control("Measured", list(BENCH_VIEWS), format_func=BENCH_VIEWS.get,
+                                  default="median_ms", key="bench-chart") or "median_ms"
+    st.plotly_chart(plots.batch_curves(bench, metric), key=f"bench-{metric}")

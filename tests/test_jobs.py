@@ -188,3 +188,33 @@ def test_finished_jobs_are_pruned_from_memory():
     kept = [j for j in jobs if manager.get(j.job_id) is not None]
     assert kept == jobs[1:]  # the two newest finished ones, and the one started last
     assert manager.latest() is jobs[-1]
+
+
+def test_a_job_runs_its_configs_through_the_executor_it_is_given():
+    """The job trains through a study executor (the seam a remote executor plugs into):
+    it hands over every config with the job's options and reads the results back."""
+
+    class RecordingExecutor:
+        def __init__(self):
+            self.seen = None
+
+        def run(self, configs, *, store, options, progress, cancel):
+            self.seen = ([c.model for c in configs], options.device, options.data_root)
+            out = []
+            for i, cfg in enumerate(configs):
+                progress(i, {"kind": "start"})
+                progress(i, {"kind": "epoch", "epoch": 1, "epochs": 1, "test_acc": 0.9,
+                             "batch": 1, "batches": 1})
+                result = FakeResult(cfg.key(), 0.9)
+                progress(i, {"kind": "result", "result": result})
+                out.append(result)
+            return out
+
+    executor = RecordingExecutor()
+    job = JobManager().start([FakeConfig("lenet", epochs=1), FakeConfig("vgg11", epochs=1)],
+                             executor=executor, device="cpu", data_root="/data")
+    assert job.join(10)
+    assert executor.seen == (["lenet", "vgg11"], "cpu", "/data")
+    snap = job.snapshot()
+    assert snap.state == "done" and [i.status for i in snap.items] == ["done", "done"]
+    assert [i.test_acc for i in snap.items] == [0.9, 0.9] and snap.fraction == 1.0

@@ -39,6 +39,40 @@ def test_plan_runs_quick_leaves_the_width_to_each_model_and_full_trains_width_on
         plan_runs(["lenet"], preset="huge")
 
 
+def test_plan_runs_with_seeds_is_model_major():
+    cfgs = plan_runs(["lenet", "alexnet"], seeds=[0, 1, 2], **HYPER)
+    assert [(c.model, c.seed) for c in cfgs] == [(m, s) for m in ("lenet", "alexnet")
+                                                 for s in (0, 1, 2)]
+    assert len({c.key() for c in cfgs}) == 6
+
+
+def test_run_status_shows_a_study_per_model_and_seed_with_its_factor():
+    from cnncompare.studies import study_configs
+
+    cfgs = study_configs(["lenet"], [0, 1], factor="optimizer", values=["adam", "sgd"],
+                         **HYPER)
+    frame = run_status(cfgs, ResultsStore(), factor="optimizer", device="cpu")
+    assert list(frame.columns) == ["model", "optimizer", *STATUS_COLUMNS[1:]]
+    assert frame[["optimizer", "seed"]].values.tolist() == [["adam", 0], ["adam", 1],
+                                                            ["sgd", 0], ["sgd", 1]]
+    assert frame["run_id"].is_unique and set(frame["state"]) == {"new"}
+
+
+def test_run_status_plans_a_dataset_that_will_be_downloaded(tmp_path):
+    """With download ticked, a missing MNIST resolves to the official download's keys
+    instead of stopping the plan; without it, the plan is a clear error."""
+    from cnncompare.data import DatasetNotFoundError
+
+    cfgs = plan_runs(["lenet"], seeds=[0, 1], dataset="mnist", epochs=2)
+    root = tmp_path / "empty"
+    root.mkdir()
+    with pytest.raises(DatasetNotFoundError):
+        run_status(cfgs, ResultsStore(), root)
+    frame = run_status(cfgs, ResultsStore(), root, download=True)
+    assert frame["state"].tolist() == ["new", "new"] and frame["run_id"].is_unique
+    assert frame["run_id"].tolist() == [c.key(root, True) for c in cfgs]
+
+
 def test_run_status_reads_new_partial_stored_and_training():
     store = ResultsStore()
     new, partial, stored, busy = plan_runs(["lenet", "lenet5", "alexnet", "nin"], **HYPER)

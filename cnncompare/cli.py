@@ -150,7 +150,13 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
         elif module is None:
             _register_list(sub)
         else:
-            importlib.import_module(module).register(sub)
+            try:
+                importlib.import_module(module).register(sub)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+                # A checkout without that module: its commands say so when run.
+                sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -167,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_chosen_command(argv))
     args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        print(f"error: the command {args.command!r} is not available in this installation.",
+              file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except (CliError, ValueError, FileNotFoundError) as exc:

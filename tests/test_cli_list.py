@@ -97,3 +97,13 @@ def test_pattern_without_a_match_is_one_error_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: no model matches 'transformer*'; run `python -m cnncompare list` "
                    "for every name."]
+
+
+def test_a_command_whose_module_is_absent_is_one_error_line(capsys, monkeypatch):
+    from cnncompare import cli
+
+    monkeypatch.setitem(cli.COMMANDS, "ghost", ("cnncompare.cli_ghost", "not shipped here"))
+    assert main(["ghost"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: the command 'ghost' is not available in this installation."]
+    assert main(["list", "--pattern", "lenet"]) == 0  # the others still work

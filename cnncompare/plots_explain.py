@@ -79,16 +79,22 @@ def conv_grids_figure(padded: Sequence[Sequence[int]], output: Sequence[Sequence
     scale = []
     for i, colour in enumerate(_CELL_COLOURS):
         scale += [[i / n_codes, colour], [(i + 1) / n_codes, colour]]
-    z = np.asarray(padded, dtype=float)
-    names = np.vectorize(CELL_NAMES.get)(np.asarray(padded))
-    fig.add_trace(go.Heatmap(
-        z=z + 0.5, zmin=0, zmax=n_codes, colorscale=scale, showscale=False, xgap=1, ygap=1,
-        customdata=names, hovertemplate="row %{y}, column %{x}: %{customdata}<extra></extra>"),
-        row=1, col=1)
-    out = np.asarray(output, dtype=float)
+    z = np.asarray(padded, dtype=np.int8)
+    small = z.shape[0] <= 64  # cell names and gaps only where they stay light to draw
+    extra = {"xgap": 1, "ygap": 1} if small else {}
+    if small:
+        names = np.vectorize(CELL_NAMES.get)(z)
+        extra.update(customdata=names,
+                     hovertemplate="row %{y}, column %{x}: %{customdata}<extra></extra>")
+    else:
+        extra.update(hovertemplate="row %{y}, column %{x}<extra></extra>")
+    fig.add_trace(go.Heatmap(z=z, zmin=-0.5, zmax=n_codes - 0.5, colorscale=scale,
+                             showscale=False, **extra), row=1, col=1)
+    out = np.asarray(output, dtype=np.int8)
+    gaps = {"xgap": 1, "ygap": 1} if out.shape[0] <= 64 else {}
     fig.add_trace(go.Heatmap(
         z=out, zmin=0, zmax=1, colorscale=[[0, "#cfe2ff"], [1, "#198754"]], showscale=False,
-        xgap=1, ygap=1, hovertemplate="unit (%{y}, %{x})<extra></extra>"), row=1, col=2)
+        hovertemplate="unit (%{y}, %{x})<extra></extra>", **gaps), row=1, col=2)
     for col in (1, 2):
         fig.update_yaxes(autorange="reversed", scaleanchor="x" if col == 1 else "x2",
                          row=1, col=col)
@@ -155,7 +161,7 @@ def diagram_figure(diagram) -> go.Figure:
     n_rows = max(ranks.values(), default=0) + 1
     fig.update_xaxes(visible=False, range=[-(widest / 2) - 0.9, widest / 2 + 0.9])
     fig.update_yaxes(visible=False, range=[-n_rows + 0.4, 0.6])
-    fig.update_layout(title=diagram.title + " (output shapes: channels x height x width)",
+    fig.update_layout(title=diagram.title,
                       height=max(300, n_rows * _ROW_PX + 80), margin={"t": 50, "l": 10,
                                                                        "r": 10, "b": 10},
                       plot_bgcolor="white")

@@ -94,10 +94,10 @@ class Typicality:
             first = f"This image is typical of what {model} was trained on."
         return [
             first,
-            f"Its pixels are further from the training images' main patterns than those of "
-            f"{pixel_share} of the {n} {split} images.",
-            f"Its logits are weaker (lower energy) than those of {network_share} of the {n} "
-            f"{split} images.",
+            f"By its pixels (their distance to the training images' main patterns), it is "
+            f"more unusual than {pixel_share} of the {n} {split} images.",
+            f"By its logits (their energy), it is more unusual than {network_share} of the "
+            f"{n} {split} images.",
         ]
 
 

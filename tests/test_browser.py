@@ -30,6 +30,7 @@ CHROMIUM_FLAGS = [
 PAGES = [
     ("", "cnncompare"),
     ("architectures", "Architectures"),
+    ("conv_arithmetic", "Convolution arithmetic"),
     ("profile_bench", "Profile & Benchmark"),
     ("train", "Train"),
     ("compare", "Compare"),
@@ -135,6 +136,39 @@ def test_page_renders_in_chromium(app_url, browser, path, title):
         errors = page.locator('[data-testid="stException"]')
         assert errors.count() == 0, errors.first.inner_text()
         assert shot.stat().st_size > 10_000
+    finally:
+        page.close()
+
+
+def test_drawing_a_digit_gets_a_prediction(app_url, browser):
+    """The canvas works in a real browser: a stroke drawn with the mouse is classified by
+    the stored digit networks as soon as the button is released."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    try:
+        page.goto(f"{app_url}/classify", wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Classify").first.wait_for(timeout=120_000)
+        _wait_until_idle(page)
+        page.get_by_text("A digit I draw").click()
+        page.get_by_text("Draw a digit in the black square").wait_for(timeout=120_000)
+        _wait_until_idle(page)
+        canvas = page.locator("canvas").last  # Fabric.js draws on its upper canvas
+        box = canvas.bounding_box()
+        assert box is not None and box["width"] >= 200
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15
+        page.mouse.move(x, y)
+        page.mouse.down()
+        for step in range(1, 25):  # a vertical stroke, top to bottom: a "1"
+            page.mouse.move(x, y + step * box["height"] * 0.03)
+        page.mouse.up()
+        page.get_by_text("Prediction: ").first.wait_for(timeout=120_000)
+        _wait_until_idle(page)
+        page.screenshot(path=str(ARTIFACTS / "classify-drawing.png"), full_page=True)
+        assert page.get_by_text("Draw a digit in the black square").count() == 0
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        assert "trained on digits" in text and "input as the network sees it" in text
+        errors = page.locator('[data-testid="stException"]')
+        assert errors.count() == 0, errors.first.inner_text()
     finally:
         page.close()
 

@@ -36,7 +36,9 @@ def test_layer_table_card_diagrams_and_fields(monkeypatch, tmp_path):
     assert "**Depth:** 18 weighted layers" in text
     assert any(e.label == "Common pitfalls when you write it yourself" for e in at.expander)
     titles = [c["layout"]["title"]["text"] for c in _charts(at)]
-    assert sum("output shapes" in t for t in titles) == 2  # two diagrams side by side
+    diagrams = [c for c in _charts(at) if "output: " in c["data"][0].get("hovertemplate", "")]
+    assert [c["layout"]["title"]["text"] for c in diagrams] == [
+        "resnet18 3x32x32 w0.25", "densenet121 3x32x32 w0.25"]  # two diagrams side by side
     assert any(t.startswith("Receptive field of one unit against depth") for t in titles)
     assert any("No trained run yet" in i.value for i in at.info)
     # Opening a block redraws its diagram with the block's insides.

@@ -57,6 +57,7 @@ if source_kind == "image":
                              help="Digits from scikit-learn's set and its two sample photos.")
 else:
     with left:
+        st.caption("Your digit: white ink on black, like the training digits.")
         drawing = st_canvas(
             stroke_width=STROKE, stroke_color="#ffffff", background_color="#000000",
             height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",

@@ -51,7 +51,8 @@ def register(subparsers) -> None:
 
 
 def plan(args: argparse.Namespace):
-    """The study's configurations, every one resolved (checked) before any training."""
+    """The study's configurations, every one resolved (checked) and its memory estimated
+    before any training."""
     from cnncompare.studies import parse_seeds, parse_values, study_configs
 
     models = parse_list(args.models, what="model")
@@ -63,10 +64,17 @@ def plan(args: argparse.Namespace):
         values = parse_values(args.factor, args.values)
     elif args.values:
         raise CliError("--values needs --factor (what the values are of)")
+    from cnncompare.training import check_memory
+
     configs = study_configs(models, seeds, factor=args.factor, values=values,
                             preset=args.preset, **shared_settings(args))
+    checked = set()
     for cfg in configs:
-        cfg.resolve(args.data_root, args.download, device=args.device)
+        resolved = cfg.resolve(args.data_root, args.download, device=args.device)
+        shape = (resolved.model_config.key(), cfg.batch_size)
+        if shape not in checked:  # seeds share a model: one estimate each
+            check_memory(resolved, args.device)
+            checked.add(shape)
     return configs
 
 

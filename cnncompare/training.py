@@ -261,9 +261,45 @@ def train_or_load(
         if hit is not None:
             return session.result(hit, status="finished", cached=True)
         _note_legacy_run(session)
+        check_memory(session.resolved, rt.device)
         return _train(session)
     finally:
         lock.release()
+
+
+MEMORY_HEADROOM = 0.8
+"""A training run may plan to use at most this share of the memory free on its device."""
+
+
+def check_memory(resolved: ResolvedRun, device: str | torch.device = "auto") -> float | None:
+    """The memory one training step of ``resolved`` is estimated to need (decimal MB):
+    the parameters three times over (weights, gradients, optimizer state) and one batch's
+    activations, from the model's profile (:mod:`cnncompare.profiling`, cached on disk),
+    plus the dataset held in memory as float32. ``ValueError`` when it exceeds
+    :data:`MEMORY_HEADROOM` of the memory free on ``device``; ``None`` where the profile or
+    the free memory is unknown (then nothing is refused)."""
+    # profiling and benchmark load fvcore: imported only when a run is about to train
+    from cnncompare import benchmark, profiling
+
+    dev = checked_device(device)
+    free = benchmark.free_memory_mb(dev)
+    try:
+        summary = profiling.cost_summary(resolved.model_config)
+    except (RuntimeError, ValueError, TypeError, KeyError):
+        return None
+    spec = resolved.data
+    data_mb = ((spec.train_size + spec.test_size) * spec.in_channels * spec.input_size ** 2
+               * 4 / 1e6)
+    need = benchmark.estimate_memory_mb(summary, resolved.config.batch_size, "train") + data_mb
+    if free is not None and need > MEMORY_HEADROOM * free:
+        cfg = resolved.config
+        raise ValueError(
+            f"Training {cfg.model} ({resolved.model_config.label()}) at batch size "
+            f"{cfg.batch_size} needs about {need:,.0f} MB (its parameters three times and one "
+            f"batch's activations, estimated from its profile, plus the data), more than "
+            f"{MEMORY_HEADROOM:.0%} of the {free:,.0f} MB free on {dev.type}. Choose a "
+            f"smaller batch size, input size or width.")
+    return need
 
 
 def _note_legacy_run(s: _Session) -> None:

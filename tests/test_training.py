@@ -321,3 +321,16 @@ def test_augment_is_part_of_the_key_and_trains():
     assert aug.run_id != plain.run_id and not aug.cached
     assert aug.record.settings["augment"] is True
     assert aug.train_loss != plain.train_loss  # other images went through the network
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_before_training(monkeypatch):
+    from cnncompare import benchmark
+
+    cfg = TrainConfig("lenet", epochs=1, batch_size=64, **TINY)
+    monkeypatch.setattr(benchmark, "free_memory_mb", lambda device: 1.0)  # a 1 MB machine
+    with pytest.raises(ValueError, match=r"at batch size 64 needs about [\d.,]+ MB .* more "
+                                         r"than 80% of the 1 MB free on cpu"):
+        train_or_load(cfg, device="cpu")
+    assert ResultsStore().runs().empty  # nothing started, nothing stored
+    monkeypatch.setattr(benchmark, "free_memory_mb", lambda device: None)  # unknown: allowed
+    assert train_or_load(cfg, device="cpu").status == "finished"

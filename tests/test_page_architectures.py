@@ -68,6 +68,9 @@ def test_effective_field_of_a_trained_run(lenet_run, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=180).run()
     assert not at.exception
     assert at.selectbox(key="arch-erf-run").value == lenet_run[1]
+    assert not any(c.value.startswith("Unit (") for c in at.caption)  # on request only
+    at.toggle(key="arch-erf-show").set_value(True).run()
+    assert not at.exception
     captions = [c.value for c in at.caption if c.value.startswith("Unit (2, 2) of pool2")]
     assert len(captions) == 2 and "theoretical field 16 px" in captions[0]
     erf = [c for c in _charts(at) if "test images" in c["layout"]["title"]["text"]]

@@ -219,6 +219,9 @@ labels = {r: f"{m} · {d} · run {r}" for r, m, d in zip(runs["run_id"], runs["m
 r1, r2 = st.columns([3, 1])
 run_id = r1.selectbox("Run", list(labels), format_func=labels.get, key="arch-erf-run")
 images = r2.slider("Test images", 1, 64, 16, key="arch-erf-images")
+if not st.toggle("Compute it (a few seconds the first time: the run's test images are "
+                 "loaded and each image's gradient is taken)", key="arch-erf-show"):
+    st.stop()
 updated = str(runs.set_index("run_id").loc[run_id, "updated_at"])
 try:
     trained, fresh = erf(run_id, updated, images)

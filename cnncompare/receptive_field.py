@@ -275,9 +275,14 @@ def fill_layer_fields(rows: list[dict[str, Any]], model: nn.Module,
                       input_shape: tuple[int, ...], *,
                       device: str | torch.device = "meta") -> None:
     """Add :data:`RF_COLUMNS` to the layer table's ``rows`` (one per executed leaf call, in
-    execution order, keyed by ``layer``): the n-th row of a layer gets its n-th call's."""
-    by_call = {(r["layer"], r["call"]): r for r in layer_fields(model, input_shape,
-                                                                 device=device)}
+    execution order, keyed by ``layer``): the n-th row of a layer gets its n-th call's.
+    A network that cannot be traced on ``device`` (one that reads its input's values on the
+    meta device, say) gets empty columns rather than no layer table."""
+    try:
+        fields = layer_fields(model, input_shape, device=device)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        fields = []
+    by_call = {(r["layer"], r["call"]): r for r in fields}
     seen: dict[str, int] = {}
     for row in rows:
         n = seen.get(row["layer"], 0)

@@ -282,3 +282,21 @@ def test_profile_layers_gains_rf_columns(capsys, name, size):
     assert list(frame["layer"]) == [r["layer"] for r in want]
     for c in ("rf", "rf_jump", "rf_start"):
         assert list(frame[c]) == [r[c] for r in want], c
+
+
+def test_a_network_that_cannot_be_traced_gets_empty_columns():
+    from cnncompare.receptive_field import fill_layer_fields
+
+    class ReadsValues(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            return self.conv(x) if float(x.sum()) >= 0 else x  # no value on meta
+
+    with torch.device("meta"):
+        net = ReadsValues()
+    rows = [{"layer": "conv"}]
+    fill_layer_fields(rows, net, (1, 1, 8, 8))
+    assert rows == [{"layer": "conv", "rf": None, "rf_jump": None, "rf_start": None}]

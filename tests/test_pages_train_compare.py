@@ -13,6 +13,12 @@ from streamlit.testing.v1 import AppTest
 from cnncompare import ui
 from cnncompare.store import ResultsStore
 from tests.conftest import REPO
+from tests.data_fixtures import (
+    FakeDownloader,
+    make_cifar_root,
+    make_idx_root,
+    make_image_folder,
+)
 
 
 def page(name: str) -> AppTest:
@@ -229,3 +235,46 @@ def test_every_page_renders_on_a_home_with_runs(view, home_with_a_run, monkeypat
     assert not at.exception, at.exception
     if view == "overview":
         assert at.metric[1].value == "1"  # stored runs
+
+
+@pytest.mark.parametrize("dataset,make", [
+    ("mnist", lambda root: make_idx_root(root, "MNIST")),
+    ("fashion-mnist", lambda root: make_idx_root(root, "FashionMNIST")),
+    ("cifar10", lambda root: make_cifar_root(root)),
+    ("imagefolder", lambda root: make_image_folder(root)),
+])
+def test_a_data_root_in_the_app_works_for_every_dataset(cnncompare_home, dataset, make):
+    root = make(cnncompare_home / "data" / dataset)
+    at = page("train.py").run()
+    at.selectbox[0].set_value(dataset).run()
+    widget(at.text_input, "Data root").set_value(str(root)).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    status = at.dataframe[0].value
+    assert len(status) == 9 and set(status["state"]) == {"new"}
+
+
+def test_download_if_missing_trains_end_to_end(cnncompare_home, monkeypatch):
+    """The page plans the runs, the job downloads (a stand-in for torchvision's
+    downloader: no network here) and trains them, and the page then finds them stored."""
+    from torchvision.datasets import utils as tv_utils
+
+    fake = FakeDownloader()
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake)
+    root = cnncompare_home / "downloads"  # not there yet: the download creates it
+    at = page("train.py").run()
+    at.multiselect[0].set_value(["lenet"]).run()
+    at.selectbox[0].set_value("mnist").run()
+    widget(at.text_input, "Data root").set_value(str(root)).run()
+    widget(at.checkbox, "Download if missing").check()
+    widget(at.number_input, "Epochs").set_value(1)
+    widget(at.number_input, "Seeds").set_value(1)
+    widget(at.number_input, "Train images").set_value(50)
+    widget(at.number_input, "Test images").set_value(30).run()
+    assert not at.exception and not at.error and fake.calls == []  # nothing fetched yet
+    at.button(key="train").click().run()
+    job = ui.job_manager().latest()
+    assert job is not None and job.join(240) and job.snapshot().state == "done"
+    assert len(fake.calls) == 4  # the four IDX archives
+    at.run()
+    assert at.dataframe[0].value["state"].tolist() == ["stored"]
+    assert not any("will be downloaded" in i.value for i in at.info)  # it is there now

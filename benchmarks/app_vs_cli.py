@@ -59,18 +59,31 @@ FLAGS = {  # TrainConfig field -> the CLI's option
 
 
 def browser_cpu_seconds() -> float:
-    """CPU seconds used so far by every Chromium process of this user (from /proc)."""
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by the Chromium processes this script started (its
+    descendants in /proc), not by any other program's browser."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
         name = text[text.index("(") + 1:text.rindex(")")]
-        if "chrom" in name:
-            fields = text[text.rindex(")") + 2:].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        fields = text[text.rindex(")") + 2:].split()
+        procs[int(stat.parent.name)] = (name, int(fields[1]),
+                                        (int(fields[11]) + int(fields[12])) / tick)
+
+    def mine(pid: int) -> bool:
+        for _ in range(64):
+            if pid == os.getpid():
+                return True
+            if pid not in procs or pid <= 1:
+                return False
+            pid = procs[pid][1]
+        return False
+
+    return sum(cpu for pid, (name, _ppid, cpu) in procs.items()
+               if "chrom" in name and mine(pid))
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -120,9 +120,29 @@ def chromium():
             context.close()
 
 
-def wait_idle(page, timeout_ms: int = 120_000) -> None:
-    """Until Streamlit's script state is ``notRunning`` (the page's script has finished)."""
-    page.locator(IDLE).wait_for(timeout=timeout_ms)
+def wait_idle(page, timeout_ms: int = 120_000, steady_ms: int = 200) -> float:
+    """Until the page is drawn: Streamlit's script state ``notRunning`` with no element
+    still a placeholder (``stSkeleton``), and still so ``steady_ms`` later (the state reads
+    ``notRunning`` for a moment before a rerun starts, too).
+
+    Returns the ``time.monotonic()`` of the first of those two sightings: when the page
+    was drawn, without the wait that confirmed it.
+    """
+    deadline = time.monotonic() + timeout_ms / 1e3
+    first = None
+    while True:
+        left_ms = max(1, int((deadline - time.monotonic()) * 1e3))
+        page.locator(IDLE).wait_for(timeout=left_ms)
+        seen = time.monotonic()
+        if page.locator('[data-testid^="stSkeleton"]').count():
+            first = None
+        elif first is None:
+            first = seen
+        else:
+            return first
+        if seen > deadline:
+            raise TimeoutError("the page did not finish drawing in time")
+        page.wait_for_timeout(steady_ms)
 
 
 def load_average() -> str:

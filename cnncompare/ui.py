@@ -122,6 +122,32 @@ def cost_summary(name: str, preset: str | None, config: dict) -> dict:
     return dict(profiling.cost_summary(cfg), label=cfg.label(), stem=cfg.stem)
 
 
+COST_CHARTS = ("bars", "bubble", "modules")
+"""The Profile page's cost charts: :func:`cost_chart`'s kinds."""
+
+
+@st.cache_resource(show_spinner=False, max_entries=48)
+def cost_chart(kind: str, names: tuple[str, ...], preset: str | None, config: dict,
+               depth: int = 1):
+    """One cost chart of the Profile page, built once per configuration and server.
+
+    ``bars``: ``plots.cost_bars``; ``bubble``: MACs against parameters, bubble area the
+    activations; ``modules``: MACs per module at ``depth``. Building a plotly figure takes
+    0.1-0.2 s, every visit of the page; the figure is only read when drawn, so the one
+    object is shared (``cache_resource``, not a copy).
+    """
+    from cnncompare import plots
+
+    if kind == "bars":
+        return plots.cost_bars(cost_table(names, preset, config))
+    if kind == "bubble":
+        return plots.macs_params_bubble(cost_table(names, preset, config), size="activation_mb",
+                                        title="Bubble area: activations per image")
+    if kind == "modules":
+        return plots.module_breakdown(module_table(names, preset, config, depth))
+    raise ValueError(f"kind must be one of {', '.join(COST_CHARTS)}, got {kind!r}")
+
+
 @st.cache_data(show_spinner=False)
 def module_table(names: tuple[str, ...], preset: str | None, config: dict,
                  depth: int = 1) -> pd.DataFrame:

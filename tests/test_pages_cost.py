@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnncompare import benchmark, count_params, profiling, ui
@@ -132,3 +133,13 @@ def test_profile_page_says_when_a_timing_is_not_to_be_trusted(monkeypatch):
     warning = " ".join(w.value for w in at.warning)
     assert "Some timings should not be trusted" in warning
     assert "**lenet, batch 1**: Too noisy to mean much" in warning
+
+
+def test_cost_charts_are_built_once_per_configuration():
+    first = ui.cost_chart("bars", ("lenet", "alexnet"), "small", {})
+    assert ui.cost_chart("bars", ("lenet", "alexnet"), "small", {}) is first
+    assert {"lenet", "alexnet"} <= {x for trace in first.data for x in trace.x}
+    modules = ui.cost_chart("modules", ("lenet",), "small", {}, 2)
+    assert modules is not ui.cost_chart("modules", ("lenet",), "small", {}, 1)
+    with pytest.raises(ValueError, match="kind must be one of bars, bubble, modules"):
+        ui.cost_chart("pie", ("lenet",), "small", {})

@@ -47,18 +47,13 @@ ui.csv_download(costs, "cnncompare-costs.csv", key="dl-costs")
 COST_VIEWS = {"bars": "Side by side", "bubble": "MACs against parameters"}
 cost_view = st.segmented_control("Chart", list(COST_VIEWS), format_func=COST_VIEWS.get,
                                  default="bars", key="prof-chart") or "bars"
-if cost_view == "bars":
-    st.plotly_chart(plots.cost_bars(costs), key="prof-bars")
-else:
-    st.plotly_chart(plots.macs_params_bubble(costs, size="activation_mb",
-                                             title="Bubble area: activations per image"),
-                    key="prof-bubble")
+st.plotly_chart(ui.cost_chart(cost_view, names, preset, config), key=f"prof-{cost_view}")
 
 st.subheader("Where the MACs go")
 depth = st.radio("Module depth", [1, 2], horizontal=True, key="prof-depth",
                  format_func=lambda d: "top-level blocks" if d == 1 else "one level deeper")
 modules = ui.module_table(names, preset, config, depth)
-st.plotly_chart(plots.module_breakdown(modules), key="prof-modules")
+st.plotly_chart(ui.cost_chart("modules", names, preset, config, depth), key="prof-modules")
 with st.expander("Per-module table"):
     st.dataframe(modules, hide_index=True, key="prof-modules-table", column_config={
         "params": COSTS["params"],

@@ -154,7 +154,10 @@ if not missing:
 job = active or manager.get(st.session_state.get("watch_job", ""))
 
 
-@st.fragment(run_every=1.0 if job is not None and job.running else None)
+# Every refresh redraws the bars and the live chart in the browser, on the cores the
+# training uses: once a second cost a 2-core machine a third of its training speed
+# (benchmarks/app_vs_cli.py). Every 3 s keeps the page live at a fraction of that.
+@st.fragment(run_every=3.0 if job is not None and job.running else None)
 def progress_panel() -> None:
     if job is None:
         return

@@ -77,6 +77,7 @@ from cnncompare.counting import (
     count_macs_and_flops,
     fvcore_macs,
 )
+from cnncompare.i18n import N_
 from cnncompare.layer_table import LAYER_COLUMNS, MB, fill_layer_macs, layer_rows
 from cnncompare.receptive_field import RF_COLUMNS, receptive_field
 from cnncompare.registry import ModelConfig, as_config, config_for, on_meta_device
@@ -96,7 +97,7 @@ SUMMARY_KEYS = (
 )
 """The keys of :func:`cost_summary`, in order (other modules rely on exactly these)."""
 
-MACS_VS_FLOPS = (
+MACS_VS_FLOPS = N_(
     "A MAC is one multiply-add (a·b + c); fvcore counts it once, torch's FlopCounterMode "
     "counts it as two FLOPs (a multiply and an add), so FLOPs ≈ 2 × MACs. torchvision's "
     "published \"GFLOPS\" column counts the convolution and linear MACs only (resnet18: "
@@ -104,7 +105,7 @@ MACS_VS_FLOPS = (
 )
 """The one-line explanation the UI shows next to the MACs and FLOPs columns."""
 
-ACTIVATION_NOTE = (
+ACTIVATION_NOTE = N_(
     "Activations: the sum of every layer's output for one image (batch 1, float32), "
     "leaving out in-place layers, which overwrite their input. An estimate: the peak a "
     "framework reaches depends on what it frees and keeps."

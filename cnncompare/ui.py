@@ -11,6 +11,52 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from cnncompare import i18n
+from cnncompare.i18n import N_, t
+
+# --- Language ------------------------------------------------------------------------------
+
+LANGUAGE_KEY = "lang"
+"""The session-state key holding the session's language."""
+
+
+def apply_language(sync_url: bool = False) -> str:
+    """Choose this script run's language and make it current (:func:`i18n.set_language`).
+
+    An explicit ``?lang=`` the app speaks wins, then the session's earlier choice, then the
+    browser's preferred language (``st.context.locale``), English otherwise. ``app.py``
+    calls it first on every run (with ``sync_url``: the URL then says ``?lang=``, so a
+    link keeps the language); a fragment reruns without ``app.py`` and calls it itself.
+    """
+    query = st.query_params.get(LANGUAGE_KEY)
+    if query is not None and query.strip().lower() in i18n.SUPPORTED:
+        lang = query.strip().lower()
+    elif st.session_state.get(LANGUAGE_KEY) in i18n.SUPPORTED:
+        lang = st.session_state[LANGUAGE_KEY]
+    else:
+        lang = i18n.choose_language(None, st.context.locale)
+    st.session_state[LANGUAGE_KEY] = lang
+    i18n.set_language(lang)
+    if sync_url and st.query_params.get(LANGUAGE_KEY) != lang:
+        st.query_params[LANGUAGE_KEY] = lang
+    return lang
+
+
+def _language_chosen() -> None:
+    chosen = st.session_state.get("ui-language")
+    if chosen in i18n.SUPPORTED:
+        st.session_state[LANGUAGE_KEY] = chosen
+        st.query_params[LANGUAGE_KEY] = chosen
+
+
+def language_picker() -> None:
+    """The sidebar's language control; a choice goes into the URL (``?lang=zh``)."""
+    st.session_state["ui-language"] = i18n.get_language()
+    st.sidebar.segmented_control(
+        t("Language"), i18n.SUPPORTED, format_func=i18n.LANGUAGE_NAMES.get,
+        key="ui-language", on_change=_language_chosen,
+        help=t("The page's language; the link in the address bar keeps it."))
+
 
 @st.cache_data(show_spinner=False)
 def zoo_table() -> pd.DataFrame:
@@ -58,19 +104,58 @@ def device_summary() -> dict[str, str]:
     return {"device": dev.type, "name": device_name(dev), "torch": torch.__version__}
 
 
-def csv_download(frame: pd.DataFrame, filename: str, label: str = "Download CSV",
+COMMON_LABELS = {
+    "model": N_("Model"),
+    "family": N_("Family"),
+    "year": N_("Year"),
+    "paper": N_("Paper"),
+    "paper_url": N_("Link"),
+    "input": N_("Input"),
+    "num_classes": N_("Classes"),
+    "key_idea": N_("Key idea"),
+    "width": N_("Width"),
+    "layer": N_("Layer"),
+    "type": N_("Type"),
+    "share": N_("Share of MACs"),
+    "batch_size": N_("Batch size"),
+    "device": N_("Device"),
+    "dtype": N_("Dtype"),
+    "dataset": N_("Dataset"),
+    "seed": N_("Seed"),
+    "epochs": N_("Epochs"),
+}
+"""English labels of the columns many tables share (for the CSV's translated header)."""
+
+
+def column_labels() -> dict[str, str]:
+    """Every column's English label the pages know: :data:`COMMON_LABELS` and the cost
+    columns; the CSV's translated header row translates them."""
+    with i18n.use_language(i18n.SOURCE):
+        costs = {column: config["label"] for column, config in cost_columns().items()}
+    return {**COMMON_LABELS, **costs}
+
+
+def csv_download(frame: pd.DataFrame, filename: str, label: str | None = None,
                  key: str | None = None) -> None:
-    """A download button holding exactly ``frame`` as CSV."""
-    st.download_button(label, frame.to_csv(index=False).encode(), file_name=filename,
-                       mime="text/csv", key=key or f"dl-{filename}", icon=":material/download:")
+    """A download button holding exactly ``frame`` as CSV, its column names in English (they
+    are data). In another language a checkbox beside it adds a translated header row."""
+    key = key or f"dl-{filename}"
+    header_row = False
+    if i18n.get_language() != i18n.SOURCE:
+        header_row = st.checkbox(t("Translated header row"), key=f"{key}-header",
+                                 help=t("Adds a second header line in this language under "
+                                        "the English column names, which stay as they are."))
+    data = i18n.csv_bytes(frame, labels=column_labels(), header_row=header_row)
+    st.download_button(label or t("Download CSV"), data, file_name=filename,
+                       mime="text/csv", key=key, icon=":material/download:")
 
 
 # --- Architectures and Profile & Benchmark pages ------------------------------------------
 
 CONFIG_CHOICES = {
-    "small": "Small (each model's own, trains on a CPU)",
-    "canonical": "Canonical (each model's paper size, e.g. 3x224x224)",
-    "custom": "Custom (the same input for every model)",
+    "small": N_("Small (each model's own, trains on a CPU)"),
+    "canonical": N_("Canonical (each model's paper size, e.g. 3x224x224)"),
+    "custom": N_("Custom (the same input for every model)"),
 }
 
 
@@ -80,36 +165,50 @@ def config_picker(key: str, default: str = "small") -> tuple[str | None, dict]:
     ``small`` and ``canonical`` use each model's own preset; ``custom`` asks for an input
     size, channels, classes and width shared by every model.
     """
-    choice = st.radio("Configuration", list(CONFIG_CHOICES), index=list(CONFIG_CHOICES).index(
-        default), format_func=CONFIG_CHOICES.get, key=f"{key}-config", horizontal=True)
+    choice = st.radio(t("Configuration"), list(CONFIG_CHOICES),
+                      index=list(CONFIG_CHOICES).index(default),
+                      format_func=lambda c: t(CONFIG_CHOICES[c]), key=f"{key}-config",
+                      horizontal=True)
     if choice != "custom":
         return choice, {}
     c1, c2, c3, c4 = st.columns(4)
     config = {
-        "input_size": int(c1.number_input("Input size (px)", 1, 1024, 32, key=f"{key}-size")),
-        "in_channels": int(c2.number_input("Channels", 1, 16, 3, key=f"{key}-channels")),
-        "num_classes": int(c3.number_input("Classes", 1, 100_000, 10, key=f"{key}-classes")),
-        "width": float(c4.number_input("Width", 0.0625, 4.0, 0.25, step=0.0625,
+        "input_size": int(c1.number_input(t("Input size (px)"), 1, 1024, 32,
+                                          key=f"{key}-size")),
+        "in_channels": int(c2.number_input(t("Channels"), 1, 16, 3, key=f"{key}-channels")),
+        "num_classes": int(c3.number_input(t("Classes"), 1, 100_000, 10,
+                                           key=f"{key}-classes")),
+        "width": float(c4.number_input(t("Width"), 0.0625, 4.0, 0.25, step=0.0625,
                                        key=f"{key}-width")),
     }
     return None, config
 
 
-@st.cache_data(show_spinner="Profiling (cached on disk after the first time)...")
-def cost_table(names: tuple[str, ...], preset: str | None, config: dict) -> pd.DataFrame:
-    """``profiling.profile_models``: one row of parameters, MACs, FLOPs and memory per model."""
+@st.cache_data(show_spinner=False)
+def _cost_table(names: tuple[str, ...], preset: str | None, config: dict) -> pd.DataFrame:
     from cnncompare import profiling
 
     return profiling.profile_models(list(names), preset=preset, **config)
 
 
-@st.cache_data(show_spinner="Building the layer table...")
-def layer_table(name: str, preset: str | None, config: dict) -> pd.DataFrame:
-    """The layer table of one model (shapes, shape arithmetic, parameters, MACs)."""
+def cost_table(names: tuple[str, ...], preset: str | None, config: dict) -> pd.DataFrame:
+    """``profiling.profile_models``: one row of parameters, MACs, FLOPs and memory per model."""
+    with st.spinner(t("Profiling (cached on disk after the first time)...")):
+        return _cost_table(names, preset, config)
+
+
+@st.cache_data(show_spinner=False)
+def _layer_table(name: str, preset: str | None, config: dict) -> pd.DataFrame:
     from cnncompare import profiling
     from cnncompare.registry import config_for
 
     return profiling.analyze(config_for(name, preset, **config)).layer_table()
+
+
+def layer_table(name: str, preset: str | None, config: dict) -> pd.DataFrame:
+    """The layer table of one model (shapes, shape arithmetic, parameters, MACs)."""
+    with st.spinner(t("Building the layer table...")):
+        return _layer_table(name, preset, config)
 
 
 @st.cache_data(show_spinner=False)
@@ -126,10 +225,17 @@ COST_CHARTS = ("bars", "bubble", "modules")
 """The Profile page's cost charts: :func:`cost_chart`'s kinds."""
 
 
-@st.cache_resource(show_spinner=False, max_entries=48)
 def cost_chart(kind: str, names: tuple[str, ...], preset: str | None, config: dict,
                depth: int = 1):
-    """One cost chart of the Profile page, built once per configuration and server.
+    """One cost chart of the Profile page, built once per configuration, language and
+    server (:func:`_cost_chart`)."""
+    return _cost_chart(kind, names, preset, config, depth, i18n.get_language())
+
+
+@st.cache_resource(show_spinner=False, max_entries=48)
+def _cost_chart(kind: str, names: tuple[str, ...], preset: str | None, config: dict,
+                depth: int, lang: str):
+    """One cost chart of the Profile page, in ``lang`` (the current language).
 
     ``bars``: ``plots.cost_bars``; ``bubble``: MACs against parameters, bubble area the
     activations; ``modules``: MACs per module at ``depth``. Building a plotly figure takes
@@ -142,7 +248,7 @@ def cost_chart(kind: str, names: tuple[str, ...], preset: str | None, config: di
         return plots.cost_bars(cost_table(names, preset, config))
     if kind == "bubble":
         return plots.macs_params_bubble(cost_table(names, preset, config), size="activation_mb",
-                                        title="Bubble area: activations per image")
+                                        title=t("Bubble area: activations per image"))
     if kind == "modules":
         return plots.module_breakdown(module_table(names, preset, config, depth))
     raise ValueError(f"kind must be one of {', '.join(COST_CHARTS)}, got {kind!r}")
@@ -191,58 +297,62 @@ def cost_columns(compact: bool = False) -> dict[str, Any]:
     count = "compact" if compact else "localized"
     number = st.column_config.NumberColumn
     return {
-        "params": number("Parameters", format=count,
-                         help="Parameters (weights and biases), counted from the built model."),
-        "trainable_params": number("Trainable parameters", format=count),
-        "macs": number("MACs", format=count,
-                       help="Multiply-accumulates per image, forward pass (fvcore: one "
-                            "multiply-add counts 1)."),
-        "flops": number("FLOPs", format=count,
-                        help="Floating-point operations per image, forward pass (torch "
-                             "FlopCounterMode: one multiply-add counts 2)."),
-        "train_flops": number("Train FLOPs", format=count,
-                              help="Forward and backward FLOPs of one training step, per "
-                                   "image (torch FlopCounterMode, a grouped convolution's "
-                                   "weight gradient counted once)."),
-        "param_mb": number("Params (MB)", format="%.2f",
-                           help="Parameter memory in float32, decimal megabytes."),
-        "activation_mb": number("Activations (MB)", format="%.2f", help=ACTIVATION_NOTE),
-        "output_mb": number("Output (MB)", format="%.3f",
-                            help="This layer's output for one image (batch 1, float32). The "
-                                 "activation total leaves out in-place layers, which "
-                                 "overwrite their input."),
+        "params": number(t("Parameters"), format=count,
+                         help=t("Parameters (weights and biases), counted from the built "
+                                "model.")),
+        "trainable_params": number(t("Trainable parameters"), format=count),
+        "macs": number(t("MACs"), format=count,
+                       help=t("Multiply-accumulates per image, forward pass (fvcore: one "
+                              "multiply-add counts 1).")),
+        "flops": number(t("FLOPs"), format=count,
+                        help=t("Floating-point operations per image, forward pass (torch "
+                               "FlopCounterMode: one multiply-add counts 2).")),
+        "train_flops": number(t("Train FLOPs"), format=count,
+                              help=t("Forward and backward FLOPs of one training step, per "
+                                     "image (torch FlopCounterMode, a grouped convolution's "
+                                     "weight gradient counted once).")),
+        "param_mb": number(t("Params (MB)"), format="%.2f",
+                           help=t("Parameter memory in float32, decimal megabytes.")),
+        "activation_mb": number(t("Activations (MB)"), format="%.2f", help=t(ACTIVATION_NOTE)),
+        "output_mb": number(t("Output (MB)"), format="%.3f",
+                            help=t("This layer's output for one image (batch 1, float32). The "
+                                   "activation total leaves out in-place layers, which "
+                                   "overwrite their input.")),
         "skipped_ops": st.column_config.TextColumn(
-            "Not counted by fvcore",
-            help="Operators that ran but have no MAC formula in fvcore, with their call count."),
-        "median_ms": number("Latency (ms)", format="%.2f",
-                            help="Median time of one step, measured on this machine."),
-        "p10_ms": number("p10 (ms)", format="%.2f",
-                         help="10th percentile of the step times, measured on this machine."),
-        "p90_ms": number("p90 (ms)", format="%.2f",
-                         help="90th percentile of the step times, measured on this machine."),
-        "spread": number("Spread", format="percent",
-                         help="(p90 - p10) / median of the step times. Timing repeats until "
-                              "this is small or the time budget is spent; above 25% the "
-                              "row is marked noisy."),
+            t("Not counted by fvcore"),
+            help=t("Operators that ran but have no MAC formula in fvcore, with their call "
+                   "count.")),
+        "median_ms": number(t("Latency (ms)"), format="%.2f",
+                            help=t("Median time of one step, measured on this machine.")),
+        "p10_ms": number(t("p10 (ms)"), format="%.2f",
+                         help=t("10th percentile of the step times, measured on this "
+                                "machine.")),
+        "p90_ms": number(t("p90 (ms)"), format="%.2f",
+                         help=t("90th percentile of the step times, measured on this "
+                                "machine.")),
+        "spread": number(t("Spread"), format="percent",
+                         help=t("(p90 - p10) / median of the step times. Timing repeats until "
+                                "this is small or the time budget is spent; above 25% the "
+                                "row is marked noisy.")),
         "noisy": st.column_config.CheckboxColumn(
-            "Noisy", help="The step times spread too much for the median to mean much: "
-                          "the machine was busy."),
+            t("Noisy"), help=t("The step times spread too much for the median to mean much: "
+                               "the machine was busy.")),
         "batch_anomaly": st.column_config.CheckboxColumn(
-            "Faster than a smaller batch",
-            help="This batch's step took less time than a smaller batch's: one of the two "
-                 "timings was disturbed."),
-        "note": st.column_config.TextColumn("Note", width="large"),
-        "latency_ms": number("Latency (ms)", format="%.2f",
-                             help="Median time of one inference at batch 1, measured on this "
-                                  "machine."),
-        "throughput": number("Images/s", format="%.0f",
-                             help="Images per second at the measured median latency."),
-        "peak_mem_mb": number("Peak memory (MB)", format="%.1f",
-                              help="Peak memory measured during one step on this machine."),
-        "est_mem_mb": number("Estimated memory (MB)", format="%.1f",
-                             help="Parameters (three copies when training) plus batch x the "
-                                  "activation estimate, which assumes float32 and leaves "
-                                  "out in-place layers."),
+            t("Faster than a smaller batch"),
+            help=t("This batch's step took less time than a smaller batch's: one of the two "
+                   "timings was disturbed.")),
+        "note": st.column_config.TextColumn(t("Note"), width="large"),
+        "latency_ms": number(t("Latency (ms)"), format="%.2f",
+                             help=t("Median time of one inference at batch 1, measured on "
+                                    "this machine.")),
+        "throughput": number(t("Images/s"), format="%.0f",
+                             help=t("Images per second at the measured median latency.")),
+        "peak_mem_mb": number(t("Peak memory (MB)"), format="%.1f",
+                              help=t("Peak memory measured during one step on this machine.")),
+        "est_mem_mb": number(t("Estimated memory (MB)"), format="%.1f",
+                             help=t("Parameters (three copies when training) plus batch x the "
+                                    "activation estimate, which assumes float32 and leaves "
+                                    "out in-place layers.")),
     }
 
 
@@ -255,7 +365,7 @@ def run_benchmark(names: tuple[str, ...], batch_sizes: tuple[int, ...], settings
     """
     from cnncompare import benchmark
 
-    bar = st.progress(0.0, text="Starting the benchmark...")
+    bar = st.progress(0.0, text=t("Starting the benchmark..."))
 
     def progress(fraction: float, message: str) -> None:
         bar.progress(fraction, text=message)

@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -35,9 +37,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *,
 
     A reader sees the old file or the new one, never a part. With ``fsync`` the bytes are
     on disk before the rename (for files that must survive a power cut, like checkpoints).
+    The temporary file is ``.<name>.tmp-<pid>-<random>``: a writer killed before the rename
+    leaves it behind, and :func:`remove_stale_temp_files` recognises it by that name.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}{os.getpid()}-")
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -49,6 +53,55 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *,
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+TEMP_MARK = ".tmp-"
+"""What names a temporary file of :func:`atomic_open`: ``.<name>.tmp-<pid>-<random>``."""
+STALE_TEMP_SECONDS = 15 * 60
+"""A temporary file older than this is stale even when its pid runs (pids are reused)."""
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)-[^/]+$")
+_OLD_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # written by earlier versions
+
+
+def _pid_running(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike,
+                            older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove the temporary files that writers killed mid-write left in ``folder``: those
+    named by :func:`atomic_open` whose process has ended or that are older than
+    ``older_than`` seconds (and those of earlier versions older than that). Files of a
+    writer still at work are left alone. Returns what was removed; errors are ignored
+    (a read-only folder keeps its files)."""
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None and _OLD_TEMP_NAME.match(entry.name) is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            old = now - entry.stat(follow_symlinks=False).st_mtime > older_than
+            if old or (match is not None and not _pid_running(int(match.group(1)))):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = False) -> None:

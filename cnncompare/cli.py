@@ -5,7 +5,7 @@ progress on stderr. A bad argument (an unknown model, an impossible size, a miss
 dataset) ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 
 Subcommands live beside this file: ``list`` here, ``profile``/``bench`` in
-``cli_cost.py``, ``train``/``runs``/``export`` in ``cli_train.py``, ``study`` in
+``cli_cost.py``, ``train``/``runs``/``export``/``repair`` in ``cli_train.py``, ``study`` in
 ``cli_study.py``. Each of those modules
 has ``register(subparsers)``, which adds its parsers with ``func=handler``.
 
@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "runs": ("cnncompare.cli_train", "list stored runs with their final metrics"),
     "export": ("cnncompare.cli_train",
                "write runs, final metrics and each model's cost to one CSV"),
+    "repair": ("cnncompare.cli_train",
+               "recover a damaged results database (the damaged file is kept)"),
 }
 """Every subcommand: the module whose ``register`` adds it (None: this one), its help."""
 
@@ -189,6 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI's promise: one line, never a traceback
+        store = sys.modules.get("cnncompare.store")  # loaded if the error can be the store's
+        if store is not None and isinstance(exc, store.StoreError):
+            # full disk, read-only home, damaged database: the message says what to do
+            print(f"error: {one_line(exc, limit=1000)}", file=sys.stderr)
+            return 2
         if os.environ.get(DEBUG_ENV):
             raise
         if isinstance(exc, MemoryError):

@@ -1,4 +1,5 @@
-"""``python -m cnncompare train|runs|export``: train (or fetch) a run, list runs, export.
+"""``python -m cnncompare train|runs|export|repair``: train (or fetch) a run, list runs,
+export, recover a damaged results database.
 
 ``train`` prints one line per epoch on stderr and the run's summary on stdout (a JSON
 object with ``--format json``). Its first Ctrl-C stops at the next batch and keeps the
@@ -80,7 +81,7 @@ def add_train_options(p: argparse.ArgumentParser, *, study: bool = False) -> Non
 
 
 def register(subparsers) -> None:
-    """Add the ``train``, ``runs`` and ``export`` subcommands."""
+    """Add the ``train``, ``runs``, ``export`` and ``repair`` subcommands."""
     p = subparsers.add_parser(
         "train", help="train a model (or return its stored run)",
         description="Train a model on a dataset, or return the stored result of the same "
@@ -106,6 +107,14 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", help="only runs on this dataset")
     p.add_argument("--finished", action="store_true", help="only finished runs")
     p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser(
+        "repair", help="recover a damaged results database (the damaged file is kept)",
+        description="Check the results database with SQLite; if SQLite reports it damaged, "
+                    "copy every run that still reads into a new database and keep the "
+                    "damaged file as results.sqlite.damaged-<time>. An intact database is "
+                    "left as it is.")
+    p.set_defaults(func=cmd_repair)
 
 
 def parse_model_args(items: list[str]) -> dict[str, Any]:
@@ -209,7 +218,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     previous = _install_sigint(cancel)
     try:
         with _plain_warnings():
-            store = ResultsStore()  # a damaged database is reported (and set aside) here
+            store = ResultsStore()  # a damaged database is recovered by the trainer
             # From here on the progress printer shows the store's warnings.
             warnings.filterwarnings("ignore", category=StoreWarning)
             result = train_or_load(cfg, device=args.device, data_root=args.data_root,
@@ -257,6 +266,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if not args.all_columns:
             frame = frame[TABLE_COLUMNS]
     emit(frame, args.format)
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from cnncompare.store import ResultsStore
+
+    store = ResultsStore()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report is printed below, once
+        report = store.recover()
+    print(report or f"The results database {store.db_path} is intact; nothing was changed.",
+          file=sys.stderr)
     return 0
 
 

@@ -12,9 +12,19 @@ A run's id is the hash of its canonical configuration (see
 :meth:`cnncompare.training.TrainConfig.key`). The database runs in WAL mode and every
 write is one short transaction, so the app can read while a trainer writes. Checkpoints
 hold plain Python types and tensors only and load with ``torch.load(weights_only=True)``.
-Anything damaged (an unreadable checkpoint, a row that does not parse, a database file
-that is not a database) is reported with a :class:`StoreWarning` and set aside; the run
-is then trained again rather than crashing.
+Anything damaged (an unreadable checkpoint, a row that does not parse) is reported with a
+:class:`StoreWarning` and set aside; the run is then trained again rather than crashing.
+
+The database itself is set aside only when SQLite proves it damaged (``PRAGMA
+quick_check`` fails, or a query answers "database disk image is malformed" or "file is not
+a database"), and only by a writing caller (:meth:`ResultsStore.recover`, which training
+calls before it writes): the rows that still read are copied into a new database and the
+damaged file is kept as ``results.sqlite.damaged-<time>``. A reading caller facing a
+damaged database gets :class:`StoreDamaged`, which says how to recover, and changes
+nothing. A full disk, a read-only home, an I/O error or a lock held too long is never
+damage: the caller gets :class:`StoreUnavailable` (what happened, where, what to do) and
+nothing is renamed or changed. Reading works on a read-only home or a full disk (the
+database is then opened read-only, ``immutable`` where SQLite cannot create its WAL index).
 
 Reads come back as :class:`RunRecord` objects: typed, one per run, with the trainer's
 flat ``settings`` (hyperparameters, sizes, model arguments, precision) beside the metrics,
@@ -27,10 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import math
 import os
+import secrets
+import shutil
 import sqlite3
 import time
 import warnings
@@ -123,6 +136,22 @@ versions before validation splits report their last epoch: never the best test e
 
 class StoreWarning(UserWarning):
     """Something stored was damaged and has been set aside (the run will be retrained)."""
+
+
+class StoreError(RuntimeError):
+    """The results store cannot do what was asked. ``str()`` is the whole message for the
+    user, one line: what happened, which path, what to do (the CLI prints it as its
+    ``error:`` line, the app as one error box)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be read or written (full disk, read-only home, I/O error, a
+    lock held too long). Nothing was renamed or changed."""
+
+
+class StoreDamaged(StoreError):
+    """SQLite reports the database damaged; a reading caller changed nothing
+    (:meth:`ResultsStore.recover` salvages it)."""
 
 
 @dataclass(frozen=True)
@@ -252,24 +281,283 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _default_home() -> Path:
+    """``paths.home()``; its path even where it cannot be created (then nothing reads)."""
+    try:
+        return paths.home()
+    except OSError:
+        env = os.environ.get("CNNCOMPARE_HOME")
+        return Path(env).expanduser() if env else paths.DATA_DIR / "runtime"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _stamp() -> str:
+    """A local time for names of files set aside: ``20250101-120000``."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+class _Damaged(Exception):
+    """``PRAGMA quick_check`` found damage (internal: becomes :class:`StoreDamaged`)."""
+
+
+_DAMAGE_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_DAMAGE_TEXTS = ("database disk image is malformed", "file is not a database")
+
+
+def _proves_damage(exc: BaseException) -> bool:
+    """Whether SQLite itself says the file is damaged (``SQLITE_CORRUPT``/``NOTADB``).
+
+    Everything else (I/O errors, a full disk, a read-only file, a busy lock, out of
+    memory, an error without a code) is not damage: the file is left as it is."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name:
+        return str(name).startswith(_DAMAGE_CODES)
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and any(t in text for t in _DAMAGE_TEXTS)
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def unavailable(exc: BaseException, path: Path, doing: str) -> StoreUnavailable:
+    """The one-line message for a store that cannot be used right now: what happened
+    (from the SQLite code, the errno or the message), which path, and what to do."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    code = getattr(exc, "errno", None)
+    text = _first_line(exc)
+    low = text.lower()
+    folder = path if path.is_dir() else path.parent
+    if name.startswith("SQLITE_IOERR") or "i/o error" in low or "write failed" in low:
+        # SQLite says "disk I/O error" for a full disk or a read-only folder too (when it
+        # cannot create the WAL index): ask the folder which it is.
+        if _nearly_full(folder):
+            code = errno.ENOSPC
+        elif not os.access(folder, os.W_OK):
+            code = errno.EROFS
+    if name.startswith("SQLITE_FULL") or code in _FULL_ERRNOS or "disk is full" in low \
+            or "no space left" in low:
+        what = "the disk holding it is full"
+        todo = ("Free some space there, or point CNNCOMPARE_HOME at another folder, and run "
+                "the command again; reading commands (runs, export) still work.")
+    elif name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")) \
+            or code in _READ_ONLY_ERRNOS or "readonly" in low or "read-only" in low \
+            or "permission denied" in low or "unable to open" in low:
+        what = "it cannot be written there (a read-only folder or file)"
+        todo = ("Make the folder writable, or point CNNCOMPARE_HOME at a writable folder; "
+                "reading commands (runs, export) still work.")
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in low \
+            or "timeout" in type(exc).__name__.lower():
+        what = "another process kept it locked for too long"
+        todo = "Wait until the other process (a training run, a recovery) is done and try again."
+    else:
+        what = "the system reported an input/output error"
+        todo = "Check the disk and the folder, then run the command again."
+    return StoreUnavailable(
+        f"The results store at {path} could not be {doing}: {what} ({text}). Nothing was "
+        f"changed or moved. {todo}")
+
+
+def _nearly_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has less than 1 MiB free (or says nothing)."""
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
+    """``PRAGMA quick_check`` once per state of the file in this process (a few
+    milliseconds for a store of thousands of epochs); :class:`_Damaged` on damage."""
+    key = _file_state(path)
+    if key in _CHECKED:
+        return
+    rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    if rows != ["ok"]:
+        raise _Damaged("; ".join(str(r) for r in rows)[:300])
+    _CHECKED.add(key)
+
+
+_CHECKED: set[tuple] = set()
+
+
+def _file_state(path: Path) -> tuple:
+    out: list[Any] = [str(path)]
+    for suffix in ("", "-wal"):
+        try:
+            st = os.stat(f"{path}{suffix}")
+            out += [st.st_ino, st.st_size, st.st_mtime_ns]
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def database_damage(path: Path) -> str | None:
+    """What SQLite reports wrong with the database at ``path`` (read-only ``quick_check``),
+    or ``None`` when it is intact or absent. Errors that are not damage are raised."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.Error as exc:
+        if _proves_damage(exc):
+            return _first_line(exc)
+        raise
+    finally:
+        conn.close()
+    return None if rows == ["ok"] else "; ".join(str(r) for r in rows)[:300]
+
+
+SALVAGE_PROBES = 200_000
+"""At most this many rowids are tried one by one in a table whose scan broke off."""
+
+
+def _readable_rows(conn: sqlite3.Connection, table: str, columns: list[str]) -> dict[int, tuple]:
+    """Every row of ``table`` that still reads, by rowid: a scan, then (where the scan
+    broke off on a damaged page) a lookup of each rowid the scan did not reach."""
+    select = f"SELECT rowid, {', '.join(columns)} FROM {table}"
+    rows: dict[int, tuple] = {}
+    try:
+        for row in conn.execute(select):
+            rows[row[0]] = tuple(row[1:])
+        return rows
+    except sqlite3.DatabaseError:
+        pass
+    try:
+        top = int(conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0)
+    except (sqlite3.DatabaseError, TypeError, ValueError):
+        top = 0
+    top = min(max(top, max(rows, default=0) + 10_000), SALVAGE_PROBES)
+    for rowid in range(1, top + 1):
+        if rowid in rows:
+            continue
+        try:
+            row = conn.execute(f"{select} WHERE rowid = ?", (rowid,)).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if row is not None:
+            rows[rowid] = tuple(row[1:])
+    return rows
+
+
+def salvage_database(src: Path, dst: Path) -> tuple[int, int | None, int]:
+    """Copy every readable row of ``runs`` and ``epochs`` of the database ``src`` into a
+    new database ``dst`` (the current schema; the old schema version, so that it is
+    migrated as usual). Epochs of runs that were lost are left out. Returns the runs
+    copied, the runs ``src``'s index knows (``None`` when unreadable) and the epochs."""
+    old = sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    new = sqlite3.connect(dst)
+    try:
+        new.executescript(_SCHEMA)
+        try:
+            version = int(old.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError:
+            version = SCHEMA_VERSION
+        try:
+            known = int(old.execute("SELECT count(run_id) FROM runs").fetchone()[0])
+        except sqlite3.DatabaseError:
+            known = None
+        copied: dict[str, int] = {}
+        kept_runs: set[str] = set()
+        for table in ("runs", "epochs"):
+            try:
+                have = [r[1] for r in old.execute(f"PRAGMA table_info({table})")]
+            except sqlite3.DatabaseError:
+                have = []
+            wanted = {r[1] for r in new.execute(f"PRAGMA table_info({table})")}
+            columns = [c for c in have if c in wanted]
+            copied[table] = 0
+            if "run_id" not in columns:
+                continue
+            insert = (f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
+                      f"VALUES ({', '.join('?' * len(columns))})")
+            at = columns.index("run_id")
+            for values in _readable_rows(old, table, columns).values():
+                if table == "epochs" and values[at] not in kept_runs:
+                    continue
+                try:
+                    added = new.execute(insert, values).rowcount
+                except sqlite3.Error:  # a row whose required values did not survive
+                    continue
+                if added and table == "runs":
+                    kept_runs.add(values[at])
+                copied[table] += max(0, added)
+        new.execute(f"PRAGMA user_version = {min(version, SCHEMA_VERSION)}")
+        new.commit()
+    finally:
+        old.close()
+        new.close()
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return copied["runs"], known, copied["epochs"]
+
+
+def _empty_database() -> sqlite3.Connection:
+    """An in-memory database with the schema: what a home without results reads as."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(_SCHEMA)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
 class ResultsStore:
     """Runs, epochs and checkpoints under one results home (default: ``paths.home()``).
 
     Cheap to create; every call opens and closes its own connection, so one store may be
     shared between threads and many processes may use the same home at once.
+
+    Creating a store never moves, renames or deletes anything. Where it can, it creates
+    the folders and the schema and migrates an older database (as every version did);
+    where it cannot (a read-only home, a full disk), it remembers why, reads read-only,
+    and a write raises :class:`StoreUnavailable`. A database SQLite proves damaged is
+    remembered too: reads raise :class:`StoreDamaged`, and the first write recovers it
+    (:meth:`recover`).
     """
 
     def __init__(self, home: str | os.PathLike | None = None):
-        self.home = Path(home).expanduser() if home is not None else paths.home()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home = Path(home).expanduser() if home is not None else _default_home()
         self.db_path = self.home / DB_NAME
         self.checkpoint_dir = self.home / "checkpoints"
         self.lock_dir = self.home / "locks"
-        for d in (self.checkpoint_dir, self.lock_dir):
-            d.mkdir(exist_ok=True)
-        self._init_db()
+        self._ready = False  # folders and schema in place: writes may go ahead
+        self._unavailable: StoreUnavailable | None = None  # why writes cannot
+        self._damage: str | None = None  # what SQLite reported, when it proved damage
+        self._temp_files_swept = False
+        self._prepare()
 
-    # -- connections -------------------------------------------------------------------
+    # -- opening -------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Folders, schema, migration and a quick check of the database. A failure is
+        remembered (never raised here, never acted on): a read-only home or a full disk
+        still reads, and a damaged database is recovered by a writing caller only."""
+        self._ready, self._unavailable = False, None
+        try:
+            for folder in (self.home, self.checkpoint_dir, self.lock_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            self._create_schema()
+        except sqlite3.Error as exc:
+            if _proves_damage(exc):
+                self._damage = _first_line(exc)
+            else:
+                self._unavailable = unavailable(exc, self.db_path, "opened for writing")
+            return
+        except _Damaged as exc:
+            self._damage = str(exc)
+            return
+        except OSError as exc:
+            self._unavailable = unavailable(exc, self.home, "prepared for writing")
+            return
+        self._damage = None
+        self._ready = True
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=30.0)
@@ -278,32 +566,111 @@ class ResultsStore:
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that cannot change anything: ``mode=ro``, or ``immutable`` where
+        SQLite cannot create the WAL index beside the file (a read-only folder, a full
+        disk). Where the file or its tables do not exist, an empty in-memory database."""
+        if not self.db_path.exists():
+            return _empty_database()
+        uri = self.db_path.resolve().as_uri()
+        last: sqlite3.Error | None = None
+        for options in ("mode=ro", "mode=ro&immutable=1"):
+            conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=30.0)
+            try:
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.Error as exc:
+                conn.close()
+                if _proves_damage(exc):
+                    raise
+                last = exc
+                continue
+            if not {"runs", "epochs"} <= tables:
+                conn.close()
+                return _empty_database()
+            conn.row_factory = sqlite3.Row
+            return conn
+        assert last is not None
+        raise last
+
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One short transaction: committed on success, rolled back on error, closed."""
-        conn = self._open()
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reading; it never writes, moves or creates anything."""
+        if self._damage is not None:
+            raise self._damaged_error()
         try:
-            with conn:
-                yield conn
+            conn = self._open() if self._ready else self._open_read_only()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from None
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from None
         finally:
             conn.close()
 
-    def _init_db(self) -> None:
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One short writing transaction: committed on success, rolled back on error,
+        closed. Recovers a damaged database first; :class:`StoreUnavailable` where the
+        home cannot be written."""
+        self.ensure_writable()
         try:
-            self._create_schema()
-        except sqlite3.DatabaseError as exc:
-            aside = self.db_path.with_name(f"{DB_NAME}.damaged-{int(time.time())}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.db_path) + suffix)
-                if src.exists():
-                    os.replace(src, Path(str(aside) + suffix))
-            _warn(f"The results database {self.db_path} could not be read ({exc}); it was "
-                  f"moved to {aside} and a new, empty one was started.")
-            self._create_schema()
+            conn = self._open()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "written") from None
+        try:
+            with conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise self._error(exc, "written") from None
+        finally:
+            conn.close()
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        """The typed error for a failed query: damage (remembered) or unavailability."""
+        if _proves_damage(exc):
+            self._damage = _first_line(exc)
+            return self._damaged_error()
+        return unavailable(exc, self.db_path, doing)
+
+    def _damaged_error(self) -> StoreDamaged:
+        return StoreDamaged(
+            f"The results database {self.db_path} is damaged (SQLite reports: "
+            f"{self._damage}). Nothing was changed. Run `python -m cnncompare repair` to copy "
+            f"every run that still reads into a new database; the damaged file is then kept "
+            f"beside it as {DB_NAME}.damaged-<time>. Training (the train and study commands, "
+            f"the Train page) does the same before it writes.")
+
+    def ensure_writable(self) -> None:
+        """Make the store ready for writes: recover a damaged database (once), retry a
+        home that could not be prepared, and remove temporary files that killed writers
+        left. :class:`StoreUnavailable` (nothing changed) where it cannot be written."""
+        if self._damage is not None:
+            self.recover()
+        if not self._ready:
+            self._prepare()
+            if self._damage is not None:
+                self.recover()
+        if self._unavailable is not None:
+            raise self._unavailable
+        if not self._temp_files_swept:
+            self._temp_files_swept = True
+            for folder in (self.home, self.checkpoint_dir, *self.home.glob("cache/*")):
+                cache.remove_stale_temp_files(folder)
+
+    @property
+    def writable(self) -> bool:
+        """Whether writes can go ahead now (the home was prepared)."""
+        return self._ready
+
+    def _init_db(self) -> None:  # kept for callers of earlier versions
+        self._prepare()
 
     def _create_schema(self) -> None:
         conn = self._open()
         try:
+            _quick_check(conn, self.db_path)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
             with conn:
@@ -311,6 +678,73 @@ class ResultsStore:
             conn.execute("SELECT count(*) FROM runs").fetchone()
         finally:
             conn.close()
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def recover(self) -> str | None:
+        """Salvage a database SQLite proves damaged; ``None`` when it is intact.
+
+        Under a lock (two processes recover once): the damage is checked again on a fresh
+        read-only connection, every row of ``runs`` and ``epochs`` that still reads is
+        copied into a new database (written beside it, then renamed into place), and the
+        damaged file (with its ``-wal``) is kept as ``results.sqlite.damaged-<time>``.
+        Returns (and warns with :class:`StoreWarning`) what was salvaged. An I/O error or
+        a full disk on the way raises :class:`StoreUnavailable` with the original file
+        untouched.
+        """
+        from filelock import FileLock, Timeout
+
+        try:
+            if database_damage(self.db_path) is None:  # intact: nothing to lock or change
+                self._damage = None
+                self._prepare()
+                return None
+        except sqlite3.Error as exc:
+            raise unavailable(exc, self.db_path, "checked") from None
+        try:
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.lock_dir / f"{DB_NAME}.recover.lock"),
+                            thread_local=False)
+            lock.acquire(timeout=120)
+        except (OSError, Timeout) as exc:
+            raise unavailable(exc, self.home, "locked for its recovery") from None
+        try:
+            try:
+                problem = database_damage(self.db_path)
+            except sqlite3.Error as exc:
+                raise unavailable(exc, self.db_path, "checked") from None
+            if problem is None:  # intact, or another process recovered it meanwhile
+                self._damage = None
+                self._prepare()
+                return None
+            report = self._salvage(problem)
+        finally:
+            lock.release()
+        self._damage = None
+        self._prepare()
+        _warn(report)
+        return report
+
+    def _salvage(self, problem: str) -> str:
+        tmp = self.home / f".{DB_NAME}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            counts = salvage_database(self.db_path, tmp)
+            aside = self.db_path.with_name(f"{DB_NAME}.damaged-{_stamp()}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.db_path}{suffix}")
+                if src.exists():
+                    os.replace(src, f"{aside}{suffix}")
+            os.replace(tmp, self.db_path)
+        except (OSError, sqlite3.Error) as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise unavailable(exc, self.db_path, "recovered") from None
+        runs, known, epochs = counts
+        of = f" of the {known} it indexes" if known is not None and known >= runs else ""
+        return (f"The results database {self.db_path} was damaged (SQLite reports: "
+                f"{problem}). {runs} run(s){of} and {epochs} epoch row(s) still read and were "
+                f"copied into a new database; the damaged file is kept as {aside}. A run that "
+                f"could not be read is trained again when it is asked for.")
 
     # -- paths and locks ---------------------------------------------------------------
 
@@ -327,18 +761,22 @@ class ResultsStore:
         """Whether some process holds ``run_id``'s lock right now."""
         from filelock import Timeout
 
+        if not self._ready:  # nobody trains where the store cannot be written
+            return False
         lock = self.lock(run_id)
         try:
             lock.acquire(timeout=0)
         except Timeout:
             return True
+        except OSError:  # the lock file cannot be created: no trainer could have one
+            return False
         lock.release()
         return False
 
     # -- reading -------------------------------------------------------------------------
 
     def _row(self, run_id: str) -> dict[str, Any] | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return dict(row) if row is not None else None
 
@@ -387,7 +825,7 @@ class ResultsStore:
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY created_at DESC, run_id"
-        with self._tx() as conn:
+        with self._read() as conn:
             rows = [dict(r) for r in conn.execute(query, args).fetchall()]
         return [self._live_status(RunRecord.from_row(row)) for row in rows]
 
@@ -405,11 +843,11 @@ class ResultsStore:
             frame = pd.DataFrame(columns=cols)
         else:
             marks = ",".join("?" * len(ids))
-            with self._tx() as conn:
+            with self._read() as conn:  # SELECT *: a read-only, unmigrated database reads too
                 rows = conn.execute(
-                    f"SELECT {', '.join(cols)} FROM epochs WHERE run_id IN ({marks}) "
+                    f"SELECT * FROM epochs WHERE run_id IN ({marks}) "
                     "ORDER BY run_id, epoch", ids).fetchall()
-            frame = pd.DataFrame([tuple(r) for r in rows], columns=cols)
+            frame = pd.DataFrame([dict(r) for r in rows], columns=cols)
         frame["wall_time"] = frame.groupby("run_id")["seconds"].cumsum() if len(frame) else []
         order = ["run_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
                  "test_loss", "test_acc", "seconds", "wall_time", "images_per_s", "lr"]
@@ -454,28 +892,58 @@ class ResultsStore:
         """Save ``payload`` atomically (temporary file, fsync, rename); returns its sha256."""
         import torch
 
+        self.ensure_writable()
         target = self.checkpoint_path(run_id)
-        with cache.atomic_open(target, fsync=True) as f:
-            torch.save(payload, f)
+        try:
+            with cache.atomic_open(target, fsync=True) as f:
+                torch.save(payload, f)
+        except OSError as exc:
+            raise unavailable(exc, target, "written") from None
+        except RuntimeError as exc:  # torch wraps the file's OSError in its own
+            if "write" not in str(exc).lower():
+                raise
+            raise unavailable(exc, target, "written") from None
         return file_sha256(target)
 
-    def read_checkpoint(self, run_id: str, map_location: Any = "cpu") -> dict[str, Any] | None:
-        """The checkpoint of ``run_id``, or ``None`` (with a warning) when it is unreadable."""
+    def set_aside_checkpoint(self, run_id: str) -> Path | None:
+        """Rename an unusable checkpoint to ``ID.pt.bad-<time>`` (kept for the user);
+        returns the new path, ``None`` when there was none."""
+        path = self.checkpoint_path(run_id)
+        if not path.exists():
+            return None
+        aside = path.with_name(f"{path.name}.bad-{_stamp()}")
+        try:
+            os.replace(path, aside)
+        except OSError as exc:
+            raise unavailable(exc, path, "set aside") from None
+        return aside
+
+    def read_checkpoint(self, run_id: str, map_location: Any = "cpu", *,
+                        problems: list[str] | None = None) -> dict[str, Any] | None:
+        """The checkpoint of ``run_id``, or ``None`` when it is missing or unreadable.
+
+        Why it is unreadable is warned (:class:`StoreWarning`), or appended to
+        ``problems`` when a list is given (the trainer says it once, with what it did)."""
         import torch
 
         path = self.checkpoint_path(run_id)
         if not path.exists():
             return None
+        problem = None
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
-            _warn(f"The checkpoint of run {run_id} ({path}) is unreadable "
-                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).")
-            return None
-        if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
-            _warn(f"The checkpoint of run {run_id} ({path}) does not hold a training state.")
-            return None
-        return state
+            problem = f"it is unreadable ({type(exc).__name__}: {_first_line(exc)})"
+        else:
+            if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+                problem = "it does not hold a training state"
+        if problem is None:
+            return state
+        if problems is not None:
+            problems.append(problem)
+        else:
+            _warn(f"The checkpoint of run {run_id} ({path}) cannot be used: {problem}.")
+        return None
 
     # -- validation ----------------------------------------------------------------------
 
@@ -485,6 +953,8 @@ class ResultsStore:
         A finished run whose row, epochs or checkpoint is damaged is reported with a
         :class:`StoreWarning` and discarded, so that it is trained again.
         """
+        if self._damage is not None:  # a writing caller asks: recover first
+            self.recover()
         row = self._row(run_id)
         if row is None or row["status"] != "finished":
             return None
@@ -571,6 +1041,7 @@ class ResultsStore:
 
     def delete(self, run_id: str) -> None:
         """Delete a stored run (``ValueError`` if there is none)."""
+        self.ensure_writable()
         if not self.has(run_id):
             raise ValueError(f"No stored run with id {run_id!r} in {self.db_path}.")
         self.discard(run_id)

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from cnncompare import data
-from cnncompare.store import ResultsStore, StoreWarning
+from cnncompare.store import ResultsStore, StoreDamaged, StoreWarning
 from cnncompare.training import TEST_HOLD_ENV, TrainConfig, train_or_load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,12 +135,16 @@ def test_a_damaged_row_is_reported_and_retrained():
     assert not again.cached and again.test_acc == first.test_acc
 
 
-def test_a_file_that_is_not_a_database_is_set_aside(tmp_path):
+def test_a_file_that_is_not_a_database_is_set_aside_by_a_writer_only(tmp_path):
     home = tmp_path / "h"
     home.mkdir()
     (home / "results.sqlite").write_bytes(b"this is not sqlite" * 100)
-    with pytest.warns(StoreWarning, match="could not be read"):
-        store = ResultsStore(home)
+    store = ResultsStore(home)  # opening moves nothing; reading reports and moves nothing
+    with pytest.raises(StoreDamaged, match="file is not a database.*cnncompare repair"):
+        store.runs()
+    assert not any(p.name.startswith("results.sqlite.damaged-") for p in home.iterdir())
+    with pytest.warns(StoreWarning, match="0 run"):
+        store.recover()
     assert store.runs().empty
     assert any(p.name.startswith("results.sqlite.damaged-") for p in home.iterdir())
 

@@ -18,8 +18,12 @@ import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
+from cnncompare.i18n import N_, t
+
 KINDS = ("conv", "maxpool", "avgpool")
-KIND_NAMES = {"conv": "convolution", "maxpool": "max pooling", "avgpool": "average pooling"}
+KIND_NAMES = {"conv": N_("convolution"), "maxpool": N_("max pooling"),
+              "avgpool": N_("average pooling")}
+"""Each kind's English name (``t(KIND_NAMES[kind])`` shows it in the current language)."""
 MAX_SIDE = 1024
 """The largest input side the explorer accepts (its picture has one cell per pixel)."""
 
@@ -41,20 +45,22 @@ class Layer:
                           ("padding", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be a whole number of at least {low}, "
-                                 f"got {value!r}.")
+                raise ValueError(N_("{name} must be a whole number of at least {low}, got "
+                                    "{value}.", name=name, low=low, value=repr(value)))
         if self.size > MAX_SIDE:
-            raise ValueError(f"size must be at most {MAX_SIDE}, got {self.size}.")
+            raise ValueError(N_("size must be at most {most}, got {size}.", most=MAX_SIDE,
+                                size=self.size))
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}.")
         if self.kind == "conv" and self.ceil_mode:
-            raise ValueError("A convolution always rounds down; ceil mode is for pooling.")
+            raise ValueError(N_("A convolution always rounds down; ceil mode is for pooling."))
         if self.kind == "avgpool" and self.dilation != 1:
-            raise ValueError("Average pooling has no dilation in PyTorch.")
+            raise ValueError(N_("Average pooling has no dilation in PyTorch."))
         if self.kind != "conv" and 2 * self.padding > self.kernel:
-            raise ValueError(
-                f"PyTorch allows pooling padding of at most half the kernel: padding "
-                f"{self.padding} is more than half of {self.kernel}.")
+            raise ValueError(N_(
+                "PyTorch allows pooling padding of at most half the kernel: padding "
+                "{padding} is more than half of {kernel}.", padding=self.padding,
+                kernel=self.kernel))
 
     @property
     def effective_kernel(self) -> int:
@@ -133,65 +139,69 @@ def explain(layer: Layer) -> Explanation:
     formula = (f"{rounding}(({n} + 2·{p} − {k_text}) / {s}) + 1 = {rounding}({_num(q)}) + 1 = "
                f"{by_formula}")
     if out != by_formula:
-        formula += f" (PyTorch gives {out})"
+        formula = t("{formula} (PyTorch gives {out})", formula=formula, out=out)
     sentences: list[str] = []
-    kind = KIND_NAMES[layer.kind]
+    kind = t(KIND_NAMES[layer.kind])
     padded = layer.padded
     if out < 1:
-        sentences.append(
-            f"The {k_eff} x {k_eff} window does not fit in the {padded} x {padded} padded "
-            f"input, so PyTorch refuses this {kind}.")
+        sentences.append(t(
+            "The {k} x {k} window does not fit in the {padded} x {padded} padded input, so "
+            "PyTorch refuses this {kind}.", k=k_eff, padded=padded, kind=kind))
         return Explanation(layer, 0, q, formula, False, n, tuple(sentences))
     if span < 0:
-        sentences.append(
-            f"The {k_eff} x {k_eff} window is wider than the {padded} x {padded} padded input, "
-            f"but ceil mode still gives one window, which reads what it covers.")
+        sentences.append(t(
+            "The {k} x {k} window is wider than the {padded} x {padded} padded input, but "
+            "ceil mode still gives one window, which reads what it covers.", k=k_eff,
+            padded=padded))
     if d > 1:
-        sentences.append(
-            f"With dilation {d} the {k} x {k} kernel spreads over {k_eff} x {k_eff} pixels "
-            f"and reads one pixel in {d} along each side: the formula uses {k_eff} as the "
-            f"kernel.")
+        sentences.append(t(
+            "With dilation {d} the {k} x {k} kernel spreads over {k_eff} x {k_eff} pixels and "
+            "reads one pixel in {d} along each side: the formula uses {k_eff} as the kernel.",
+            d=d, k=k, k_eff=k_eff))
     whole = q.denominator == 1
     unread = len(unread_positions(layer))
     if whole:
-        sentences.append(
-            f"({n} + 2·{p} − {k_eff}) / {s} = {_num(q)} is a whole number: the windows "
-            f"tile the padded input exactly, {out} of them along each side.")
+        sentences.append(t(
+            "({n} + 2·{p} − {k_eff}) / {s} = {q} is a whole number: the windows tile the "
+            "padded input exactly, {out} of them along each side.", n=n, p=p, k_eff=k_eff,
+            s=s, q=_num(q), out=out))
     else:
         floor_out, ceil_out = math.floor(q) + 1, math.ceil(q) + 1
-        sentences.append(
-            f"({n} + 2·{p} − {k_eff}) / {s} = {_num(q)} is not a whole number: the windows "
-            f"do not tile the padded input exactly.")
+        sentences.append(t(
+            "({n} + 2·{p} − {k_eff}) / {s} = {q} is not a whole number: the windows do not "
+            "tile the padded input exactly.", n=n, p=p, k_eff=k_eff, s=s, q=_num(q)))
         if layer.ceil_mode:
-            sentences.append(
-                f"Ceil mode rounds up to {ceil_out} windows: the last one hangs over the "
-                f"padded input's edge and reads only what is there.")
+            sentences.append(t(
+                "Ceil mode rounds up to {ceil_out} windows: the last one hangs over the "
+                "padded input's edge and reads only what is there.", ceil_out=ceil_out))
             if out < ceil_out:
-                sentences.append(
-                    f"PyTorch then drops that last window because it would start in the "
-                    f"right padding (its rule: a window must start inside the input or the "
-                    f"left padding), so the output is {out}, not {ceil_out}.")
+                sentences.append(t(
+                    "PyTorch then drops that last window because it would start in the "
+                    "right padding (its rule: a window must start inside the input or the "
+                    "left padding), so the output is {out}, not {ceil_out}.", out=out,
+                    ceil_out=ceil_out))
         else:
             left = span - (floor_out - 1) * s
-            sentences.append(
-                f"PyTorch rounds down (floor), so the output is {floor_out}, and the last "
-                f"{left} of the padded input's rows (and as many columns) are never covered "
-                f"by a window.")
+            sentences.append(t(
+                "PyTorch rounds down (floor), so the output is {floor_out}, and the last "
+                "{left} of the padded input's rows (and as many columns) are never covered "
+                "by a window.", floor_out=floor_out, left=left))
             if layer.kind != "conv":
                 ceil_real = _out_size(replace(layer, ceil_mode=True))
-                sentences.append(
-                    f"The same pooling with ceil_mode=True would give {ceil_real} instead.")
+                sentences.append(t(
+                    "The same pooling with ceil_mode=True would give {ceil_real} instead.",
+                    ceil_real=ceil_real))
     if s > k_eff:
-        sentences.append(
-            f"The stride ({s}) is larger than the window ({k_eff} pixels), so the windows "
-            f"leave gaps between them.")
+        sentences.append(t(
+            "The stride ({s}) is larger than the window ({k_eff} pixels), so the windows "
+            "leave gaps between them.", s=s, k_eff=k_eff))
     if unread:
-        sentences.append(
-            f"So {unread} of the image's {n} rows (and as many columns) are never read by "
-            f"any window: whatever is drawn there cannot change the output.")
+        sentences.append(t(
+            "So {unread} of the image's {n} rows (and as many columns) are never read by any "
+            "window: whatever is drawn there cannot change the output.", unread=unread, n=n))
     if layer.kind != "conv":
-        sentences.append(
-            "A pooling keeps the channels: only the height and width follow this formula.")
+        sentences.append(t(
+            "A pooling keeps the channels: only the height and width follow this formula."))
     return Explanation(layer, out, q, formula, whole, unread, tuple(sentences))
 
 
@@ -205,41 +215,41 @@ class Preset:
 
 
 PRESETS: tuple[Preset, ...] = (
-    Preset("AlexNet conv1 at 224 px, no padding (the paper's text)",
+    Preset(N_("AlexNet conv1 at 224 px, no padding (the paper's text)"),
            Layer(224, 11, 4, 0),
-           "The paper says 224 x 224, but (224 - 11) / 4 + 1 = 54.25 is not a whole number: "
-           "PyTorch gives 54, not the 55 the paper reports."),
-    Preset("AlexNet conv1 at 227 px (the size that works)", Layer(227, 11, 4, 0),
-           "227 px gives (227 - 11) / 4 + 1 = 55 exactly: the 55 x 55 map of the paper."),
-    Preset("AlexNet conv1 at 224 px with padding 2 (torchvision)", Layer(224, 11, 4, 2),
-           "Padding 2 makes 224 + 4 = 228 and (228 - 11) / 4 + 1 = 55.25, rounded down to "
-           "55: the paper's map from a 224 px image."),
-    Preset("AlexNet overlapping max pooling", Layer(55, 3, 2, 0, kind="maxpool"),
-           "3 x 3 windows with stride 2 overlap by one pixel: 55 becomes 27."),
-    Preset("LeNet conv1 on a 28 px MNIST digit (padding 2)", Layer(28, 5, 1, 2),
-           "Padding 2 makes the 28 px digit behave like the paper's 32 px input: 28 stays 28."),
-    Preset("LeNet 2 x 2 pooling", Layer(28, 2, 2, 0, kind="avgpool"),
-           "Non-overlapping 2 x 2 windows halve the map: 28 becomes 14."),
-    Preset("VGG 3 x 3 convolution (padding 1)", Layer(224, 3, 1, 1),
-           "Padding 1 keeps the size, so VGG can stack 3 x 3 convolutions freely."),
-    Preset("VGG 2 x 2 max pooling", Layer(224, 2, 2, 0, kind="maxpool"),
-           "Each pooling halves the map; five of them take 224 to 7."),
-    Preset("ResNet stem: 7 x 7 convolution, stride 2, padding 3", Layer(224, 7, 2, 3),
-           "(224 + 6 - 7) / 2 = 111.5: rounded down to 111, plus one, gives 112."),
-    Preset("ResNet stem max pooling: 3 x 3, stride 2, padding 1",
+           N_("The paper says 224 x 224, but (224 - 11) / 4 + 1 = 54.25 is not a whole number: "
+           "PyTorch gives 54, not the 55 the paper reports.")),
+    Preset(N_("AlexNet conv1 at 227 px (the size that works)"), Layer(227, 11, 4, 0),
+           N_("227 px gives (227 - 11) / 4 + 1 = 55 exactly: the 55 x 55 map of the paper.")),
+    Preset(N_("AlexNet conv1 at 224 px with padding 2 (torchvision)"), Layer(224, 11, 4, 2),
+           N_("Padding 2 makes 224 + 4 = 228 and (228 - 11) / 4 + 1 = 55.25, rounded down to "
+           "55: the paper's map from a 224 px image.")),
+    Preset(N_("AlexNet overlapping max pooling"), Layer(55, 3, 2, 0, kind="maxpool"),
+           N_("3 x 3 windows with stride 2 overlap by one pixel: 55 becomes 27.")),
+    Preset(N_("LeNet conv1 on a 28 px MNIST digit (padding 2)"), Layer(28, 5, 1, 2),
+           N_("Padding 2 makes the 28 px digit behave like the paper's 32 px input: 28 stays 28.")),
+    Preset(N_("LeNet 2 x 2 pooling"), Layer(28, 2, 2, 0, kind="avgpool"),
+           N_("Non-overlapping 2 x 2 windows halve the map: 28 becomes 14.")),
+    Preset(N_("VGG 3 x 3 convolution (padding 1)"), Layer(224, 3, 1, 1),
+           N_("Padding 1 keeps the size, so VGG can stack 3 x 3 convolutions freely.")),
+    Preset(N_("VGG 2 x 2 max pooling"), Layer(224, 2, 2, 0, kind="maxpool"),
+           N_("Each pooling halves the map; five of them take 224 to 7.")),
+    Preset(N_("ResNet stem: 7 x 7 convolution, stride 2, padding 3"), Layer(224, 7, 2, 3),
+           N_("(224 + 6 - 7) / 2 = 111.5: rounded down to 111, plus one, gives 112.")),
+    Preset(N_("ResNet stem max pooling: 3 x 3, stride 2, padding 1"),
            Layer(112, 3, 2, 1, kind="maxpool"),
-           "(112 + 2 - 3) / 2 = 55.5, rounded down: 56."),
-    Preset("GoogLeNet max pooling in ceil mode", Layer(112, 3, 2, 0, kind="maxpool",
+           N_("(112 + 2 - 3) / 2 = 55.5, rounded down: 56.")),
+    Preset(N_("GoogLeNet max pooling in ceil mode"), Layer(112, 3, 2, 0, kind="maxpool",
                                                        ceil_mode=True),
-           "(112 - 3) / 2 = 54.5: ceil mode rounds up to 56 where floor would give 55."),
-    Preset("NiN's first block at 224 px: 11 x 11, stride 4, no padding", Layer(224, 11, 4, 0),
-           "Like AlexNet without padding: 54 windows, and the image's last row is never read."),
-    Preset("A dilated 3 x 3 convolution (dilation 2, padding 2)", Layer(32, 3, 1, 2, 2),
-           "Dilation 2 spreads the kernel over 5 x 5 pixels; padding 2 keeps the size."),
-    Preset("Ceil mode and PyTorch's rule: 2 x 2 pooling, stride 2, padding 1, on 5 px",
+           N_("(112 - 3) / 2 = 54.5: ceil mode rounds up to 56 where floor would give 55.")),
+    Preset(N_("NiN's first block at 224 px: 11 x 11, stride 4, no padding"), Layer(224, 11, 4, 0),
+           N_("Like AlexNet without padding: 54 windows, and the image's last row is never read.")),
+    Preset(N_("A dilated 3 x 3 convolution (dilation 2, padding 2)"), Layer(32, 3, 1, 2, 2),
+           N_("Dilation 2 spreads the kernel over 5 x 5 pixels; padding 2 keeps the size.")),
+    Preset(N_("Ceil mode and PyTorch's rule: 2 x 2 pooling, stride 2, padding 1, on 5 px"),
            Layer(5, 2, 2, 1, kind="maxpool", ceil_mode=True),
-           "ceil((5 + 2 - 2) / 2) + 1 = 4, but the fourth window would start in the right "
-           "padding, so PyTorch gives 3."),
+           N_("ceil((5 + 2 - 2) / 2) + 1 = 4, but the fourth window would start in the right "
+           "padding, so PyTorch gives 3.")),
 )
 
 
@@ -260,12 +270,12 @@ def with_changes(layer: Layer, **changes) -> Layer:
 # Cell codes of :func:`grids`' padded-input picture, and their meaning for a legend.
 PADDING, PIXEL, UNREAD, HULL, TAP, TAP_ON_PADDING = range(6)
 CELL_NAMES = {
-    PADDING: "padding (zeros)",
-    PIXEL: "input pixel",
-    UNREAD: "input pixel no window reads",
-    HULL: "inside the window, skipped by the dilation",
-    TAP: "read by the chosen unit's kernel",
-    TAP_ON_PADDING: "kernel position on the padding",
+    PADDING: N_("padding (zeros)"),
+    PIXEL: N_("input pixel"),
+    UNREAD: N_("input pixel no window reads"),
+    HULL: N_("inside the window, skipped by the dilation"),
+    TAP: N_("read by the chosen unit's kernel"),
+    TAP_ON_PADDING: N_("kernel position on the padding"),
 }
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from cnncompare.dataflow import INPUT, Dataflow, Op, trace
+from cnncompare.i18n import t, tn
 from cnncompare.registry import ModelConfig, as_config, on_meta_device
 
 POINTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU,
@@ -106,36 +107,38 @@ def _pair(v) -> int:
 
 
 def _op_label(op: Op) -> str:
-    """A short description of one layer or merge: ``conv 3x3, stride 2``, ``concat``."""
+    """A short description of one layer or merge: ``conv 3x3, stride 2``, ``concat``, in
+    the current language (a list of the layer's settings, joined by commas)."""
     m = op.module
     if op.kind == "function":
         if op.name == "add":
-            return "add (+)"
+            return t("add (+)")
         if op.name == "concat":
-            return f"concat ({len(op.inputs)})"
+            return t("concat ({n})", n=len(op.inputs))
         return op.name
     if isinstance(m, nn.Conv2d):
         k, s = _pair(m.kernel_size), _pair(m.stride)
-        text = f"conv {k}x{k}"
+        parts = [t("conv {k}x{k}", k=k)]
         if s > 1:
-            text += f", stride {s}"
+            parts.append(t("stride {s}", s=s))
         if _pair(m.dilation) > 1:
-            text += f", dilation {_pair(m.dilation)}"
+            parts.append(t("dilation {d}", d=_pair(m.dilation)))
         if m.groups > 1:
-            text += f", {m.groups} groups"
-        return text
+            parts.append(tn("{n} group", "{n} groups", m.groups))
+        return ", ".join(parts)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         k = _pair(m.kernel_size)
         s = _pair(m.stride if m.stride is not None else m.kernel_size)
-        kind = "max pool" if isinstance(m, nn.MaxPool2d) else "avg pool"
-        return f"{kind} {k}x{k}, stride {s}"
+        kind = (t("max pool {k}x{k}", k=k) if isinstance(m, nn.MaxPool2d)
+                else t("avg pool {k}x{k}", k=k))
+        return ", ".join([kind, t("stride {s}", s=s)])
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         out = op.shape[-1]
-        return "global avg pool" if out == 1 else f"adaptive pool to {out}x{out}"
+        return t("global avg pool") if out == 1 else t("adaptive pool to {out}x{out}", out=out)
     if isinstance(m, nn.Linear):
-        return f"fc {m.in_features}→{m.out_features}"
+        return t("fc {n_in}→{n_out}", n_in=m.in_features, n_out=m.out_features)
     short = {"BatchNorm2d": "BN", "BatchNorm1d": "BN", "LocalResponseNorm": "LRN",
-             "Dropout": "dropout", "Flatten": "flatten"}
+             "Dropout": t("dropout"), "Flatten": t("flatten")}
     return short.get(op.type, op.type)
 
 
@@ -338,7 +341,7 @@ def build(model: nn.Module, input_shape: tuple[int, ...], *, title: str = "",
     by_unit: dict[str, list[Op]] = defaultdict(list)
     for op in ops:
         by_unit[unit[op.index]].append(op)
-    boxes = [Box("input", "input", "input", _shape(flow.input_shape))]
+    boxes = [Box("input", t("input"), "input", _shape(flow.input_shape))]
     for u, its in sorted(by_unit.items(), key=lambda kv: kv[1][0].index):
         boxes.append(_box(u, its, group_members, members, types))
     seen: set[tuple[str, str]] = set()
@@ -374,8 +377,9 @@ def _box(u: str, its: list[Op], group_members: dict[str, list[str]],
         names = group_members[u]
         container = types.get(names[0], "")
         n_conv = sum(isinstance(o.module, nn.Conv2d) for o in members[names[0]])
-        detail = (f"{len(names)} blocks of the same structure ({container}), "
-                  f"{n_conv} convolutions each: {', '.join(names)}")
+        detail = t("{n} blocks of the same structure ({container}), {n_conv} convolutions "
+                   "each: {names}", n=len(names), container=container, n_conv=n_conv,
+                   names=", ".join(names))
         first, last = _short(names[0]), _short(names[-1])
         if first.isdigit():  # layer1.0 to layer1.2: say whose blocks they are
             first = f"{_short(_parent(names[0]))}.{first}"
@@ -390,7 +394,8 @@ def _box(u: str, its: list[Op], group_members: dict[str, list[str]],
     container = types.get(u, "")
     n_conv = sum(isinstance(o.module, nn.Conv2d) for o in its)
     n_merge = sum(o.kind == "function" and o.name in ("add", "concat") for o in its)
-    detail = f"{container}: {n_conv} convolutions, {n_merge} merges, {len(its)} layers in all"
+    detail = t("{container}: {n_conv} convolutions, {n_merge} merges, {n} layers in all",
+               container=container, n_conv=n_conv, n_merge=n_merge, n=len(its))
     short = _short(u)
     if short.isdigit():  # layer2.0: say whose block it is
         short = f"{_short(_parent(u))}.{short}"

@@ -7,7 +7,10 @@ How to translate a string (for whoever adds or translates text)
    fragments (word order differs); never ``t(f"...")`` (extraction cannot see it).
    Plurals: ``tn("{n} run", "{n} runs", n)``. A module-level constant (built at
    import, before any language is chosen) is marked with ``N_("...")``, which returns it
-   unchanged, and translated where it is shown: ``t(CONSTANT)``.
+   unchanged, and translated where it is shown: ``t(CONSTANT)``. Text kept as data with
+   numbers in it: ``N_("{n} weight layers.", n=depth)`` is the English ``str`` (a
+   :class:`Text`) and ``t()`` of it translates it later; an exception raised with one
+   shows in Chinese through ``ui.error_text(exc)``.
    Names, units and code stay as they are (LeNet, px, MB, MACs, ``torch``).
 2. ``.venv/bin/python -m cnncompare.i18n update`` extracts every ``t``/``tn``/``tc``/``N_``
    string of app.py, views/ and cnncompare/ and merges them into
@@ -63,9 +66,33 @@ _language: contextvars.ContextVar[str] = contextvars.ContextVar("cnncompare_lang
                                                                 default=SOURCE)
 
 
-def N_(msgid: str) -> str:  # noqa: N802 - gettext's conventional name for a no-op marker
-    """Mark ``msgid`` for extraction without translating it (for import-time constants)."""
-    return msgid
+class Text(str):
+    """English text that remembers its msgid and arguments, so that :func:`t` can translate
+    it later: ``N_("{n} weight layers.", n=11)`` is the ``str`` ``"11 weight layers."``
+    everywhere (data, CLI, CSV), and ``t()`` of it gives the sentence in the current
+    language. Arguments that are themselves marked strings are translated too."""
+
+    msgid: str
+    kwargs: dict[str, object]
+
+    def __new__(cls, msgid: str, **kwargs: object) -> Text:
+        text = super().__new__(cls, msgid.format(**kwargs))
+        text.msgid, text.kwargs = msgid, kwargs
+        return text
+
+    def __reduce__(self):
+        return (_text, (self.msgid, self.kwargs))
+
+
+def _text(msgid: str, kwargs: dict[str, object]) -> Text:
+    return Text(msgid, **kwargs)
+
+
+def N_(msgid: str, **kwargs: object) -> str:  # noqa: N802 - gettext's no-op marker's name
+    """Mark ``msgid`` for extraction without translating it (for text built at import time
+    or kept as data). With ``kwargs``, a :class:`Text`: the formatted English sentence,
+    which :func:`t` translates when it is shown."""
+    return Text(msgid, **kwargs) if kwargs else msgid
 
 
 def set_language(lang: str) -> None:
@@ -155,7 +182,11 @@ def _format(text: str, fallback: str, kwargs: Mapping[str, object]) -> str:
 def t(msgid: str, **kwargs: object) -> str:
     """``msgid`` (an English sentence) in the current language, formatted with ``kwargs``
     (``str.format``; without ``kwargs`` the text is returned as it is, braces included).
-    Untranslated text falls back to English."""
+    Untranslated text falls back to English. A :class:`Text` is translated with its own
+    arguments (string arguments translated too)."""
+    if isinstance(msgid, Text) and not kwargs:
+        kwargs = {k: t(v) if isinstance(v, str) else v for k, v in msgid.kwargs.items()}
+        msgid = msgid.msgid
     text = messages(get_language()).singular.get((None, msgid), msgid)
     return _format(text, msgid, kwargs)
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from cnncompare.dataflow import Dataflow, trace
 from cnncompare.geometry import out_size
+from cnncompare.i18n import t
 from cnncompare.receptive_field import dataflow_fields, last_map_op
 from cnncompare.registry import (
     ModelConfig,
@@ -76,10 +77,10 @@ def size_notes(model: ModelConfig | str, **config) -> list[str]:
                 lonely.setdefault(k, []).append(op.name)
     for k, names in lonely.items():
         layers, padded, total = _names(names), k * k - 1, k * k
-        notes.append(
-            f"At {size} px, {layers} run on a 1 x 1 map: {padded} of the {total} positions of "
-            f"each {k} x {k} kernel meet padding, so these layers act as 1 x 1 convolutions "
-            "with extra weights.")
+        notes.append(t(
+            "At {size} px, {layers} run on a 1 x 1 map: {padded} of the {total} positions of "
+            "each {k} x {k} kernel meet padding, so these layers act as 1 x 1 convolutions "
+            "with extra weights.", size=size, layers=layers, padded=padded, total=total, k=k))
 
     for op in flow.module_ops():
         if not isinstance(op.module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
@@ -90,15 +91,22 @@ def size_notes(model: ModelConfig | str, **config) -> list[str]:
         if n < m:
             best = next((s for s in range(size + 1, 4 * size + 64)
                          if _last_side(cfg, s) == m), None)
-            text = (f"At {size} px the last feature map is {n} x {n}, and {layer} stretches it "
-                    f"to the {m} x {m} the classifier expects, so some of its positions only "
-                    "repeat a neighbour.")
-            if best is not None:
-                text += f" At {best} px the map is {m} x {m} and nothing is stretched."
+            if best is None:
+                text = t("At {size} px the last feature map is {n} x {n}, and {layer} "
+                         "stretches it to the {m} x {m} the classifier expects, so some of "
+                         "its positions only repeat a neighbour.", size=size, n=n, layer=layer,
+                         m=m)
+            else:
+                text = t("At {size} px the last feature map is {n} x {n}, and {layer} "
+                         "stretches it to the {m} x {m} the classifier expects, so some of "
+                         "its positions only repeat a neighbour. At {best} px the map is "
+                         "{m} x {m} and nothing is stretched.", size=size, n=n, layer=layer,
+                         m=m, best=best)
             notes.append(text)
         else:
-            notes.append(f"At {size} px the last feature map is {n} x {n}, and {layer} "
-                         f"averages it down to the {m} x {m} the classifier expects.")
+            notes.append(t("At {size} px the last feature map is {n} x {n}, and {layer} "
+                           "averages it down to the {m} x {m} the classifier expects.",
+                           size=size, n=n, layer=layer, m=m))
 
     index = last_map_op(flow)
     if index is not None and fields[index] is not None:
@@ -112,8 +120,8 @@ def size_notes(model: ModelConfig | str, **config) -> list[str]:
                 if f_out is not None and f_out[0].reach < before:
                     cut.append(op.name)
             unread, layers = size - 1 - reach, _names(cut)
-            notes.append(
-                f"At {size} px the network never reads the last {unread} rows and columns of "
-                f"the image: the windows of {layers} do not cover their inputs evenly, and "
-                "what they leave out is lost.")
+            notes.append(t(
+                "At {size} px the network never reads the last {unread} rows and columns of "
+                "the image: the windows of {layers} do not cover their inputs evenly, and "
+                "what they leave out is lost.", size=size, unread=unread, layers=layers))
     return notes

@@ -13,6 +13,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from cnncompare.i18n import N_, t
+
 # One colour per family, shades within a family, so that a model keeps its colour on
 # every chart of every page.
 _FAMILY_PALETTES = {
@@ -60,41 +62,47 @@ def _style(fig: go.Figure, title: str | None = None) -> go.Figure:
 # --- Axis labels: one table, with units, for every chart -------------------------------
 
 _AXIS_LABELS = {
-    "test_acc": "test accuracy (fraction)",
-    "val_acc": "validation accuracy (fraction)",
-    "val_loss": "validation loss (cross-entropy)",
-    "test_acc_mean": "test accuracy at the validation-chosen epoch, mean over seeds (fraction)",
-    "seconds_mean": "training time, mean over seeds (s)",
-    "train_acc": "train accuracy (fraction)",
-    "test_loss": "test loss (cross-entropy)",
-    "train_loss": "train loss (cross-entropy)",
-    "epoch": "epoch",
-    "wall_time": "wall time (s, cumulative)",
-    "params": "parameters (count)",
-    "macs": "MACs per image (fvcore multiply-adds)",
-    "seconds": "training time (s)",
-    "median_ms": "latency, median (ms)",
-    "latency_ms": "latency, median, batch 1 (ms)",
-    "peak_mem_mb": "measured peak memory (MB)",
-    "images_per_s": "throughput (images/s)",
-    "trainable_params": "trainable parameters (count)",
-    "flops": "FLOPs per image (torch, forward)",
-    "train_flops": "FLOPs per image (torch, training step)",
-    "param_mb": "parameter memory (MB)",
-    "activation_mb": "activations per image (MB, float32, in-place layers left out)",
-    "p90_ms": "latency, p90 (ms)",
-    "throughput": "throughput (images/s)",
-    "est_mem_mb": "estimated memory (MB)",
-    "achieved_gflops": "achieved GFLOP/s",
-    "peak_share": "share of the matmul peak (fraction)",
-    "batch_size": "batch size (images)",
-    "share": "share of the model's MACs (fraction)",
+    "test_acc": N_("test accuracy (fraction)"),
+    "val_acc": N_("validation accuracy (fraction)"),
+    "val_loss": N_("validation loss (cross-entropy)"),
+    "test_acc_mean": N_("test accuracy at the validation-chosen epoch, mean over seeds (fraction)"),
+    "seconds_mean": N_("training time, mean over seeds (s)"),
+    "train_acc": N_("train accuracy (fraction)"),
+    "test_loss": N_("test loss (cross-entropy)"),
+    "train_loss": N_("train loss (cross-entropy)"),
+    "epoch": N_("epoch"),
+    "wall_time": N_("wall time (s, cumulative)"),
+    "params": N_("parameters (count)"),
+    "macs": N_("MACs per image (fvcore multiply-adds)"),
+    "seconds": N_("training time (s)"),
+    "median_ms": N_("latency, median (ms)"),
+    "latency_ms": N_("latency, median, batch 1 (ms)"),
+    "peak_mem_mb": N_("measured peak memory (MB)"),
+    "images_per_s": N_("throughput (images/s)"),
+    "trainable_params": N_("trainable parameters (count)"),
+    "flops": N_("FLOPs per image (torch, forward)"),
+    "train_flops": N_("FLOPs per image (torch, training step)"),
+    "param_mb": N_("parameter memory (MB)"),
+    "activation_mb": N_("activations per image (MB, float32, in-place layers left out)"),
+    "p90_ms": N_("latency, p90 (ms)"),
+    "throughput": N_("throughput (images/s)"),
+    "est_mem_mb": N_("estimated memory (MB)"),
+    "achieved_gflops": N_("achieved GFLOP/s"),
+    "peak_share": N_("share of the matmul peak (fraction)"),
+    "batch_size": N_("batch size (images)"),
+    "share": N_("share of the model's MACs (fraction)"),
 }
 
 
 def axis_label(column: str) -> str:
-    """The axis label, with its unit, for a column name (shared by every chart)."""
-    return _AXIS_LABELS.get(column, column.replace("_", " "))
+    """The axis label, with its unit, for a column name (shared by every chart), in the
+    current language."""
+    return t(_AXIS_LABELS[column]) if column in _AXIS_LABELS else column.replace("_", " ")
+
+
+def log_axis_label(column: str) -> str:
+    """:func:`axis_label` of a logarithmic axis: ``"parameters (count), log"``."""
+    return t("{label}, log", label=axis_label(column))
 
 
 # --- Compare page: learning curves, bars, accuracy against cost, confusion ---------------
@@ -288,15 +296,15 @@ def topk_bars(frame: pd.DataFrame, model: str | None = None,
 # --- Profile & Benchmark and Architectures pages: cost, speed, layers ---------------------
 
 _SHORT_COST_LABELS = {
-    "params": "parameters",
-    "macs": "MACs / image",
-    "flops": "FLOPs / image",
-    "train_flops": "training FLOPs / image",
-    "param_mb": "parameters (MB)",
-    "activation_mb": "activations (MB / image)",
-    "median_ms": "latency (ms)",
-    "throughput": "images / s",
-    "peak_mem_mb": "peak memory (MB)",
+    "params": N_("parameters"),
+    "macs": N_("MACs / image"),
+    "flops": N_("FLOPs / image"),
+    "train_flops": N_("training FLOPs / image"),
+    "param_mb": N_("parameters (MB)"),
+    "activation_mb": N_("activations (MB / image)"),
+    "median_ms": N_("latency (ms)"),
+    "throughput": N_("images / s"),
+    "peak_mem_mb": N_("peak memory (MB)"),
 }
 
 
@@ -311,8 +319,8 @@ def cost_bars(frame: pd.DataFrame, metrics=("params", "macs", "flops", "param_mb
 
     metrics = [m for m in metrics if m in frame.columns]
     fig = make_subplots(rows=1, cols=max(len(metrics), 1), horizontal_spacing=0.05,
-                        subplot_titles=[_SHORT_COST_LABELS.get(m, axis_label(m))
-                                        for m in metrics])
+                        subplot_titles=[t(_SHORT_COST_LABELS[m]) if m in _SHORT_COST_LABELS
+                                        else axis_label(m) for m in metrics])
     colors = color_map(frame["model"])
     for i, metric in enumerate(metrics, start=1):
         fig.add_trace(go.Bar(
@@ -321,7 +329,7 @@ def cost_bars(frame: pd.DataFrame, metrics=("params", "macs", "flops", "param_mb
             hovertemplate=f"%{{x}}: %{{y:,.4g}} ({axis_label(metric)})<extra></extra>",
         ), row=1, col=i)
         fig.update_yaxes(type="log" if log else "linear", row=1, col=i)
-    fig.update_yaxes(title_text="log scale" if log else "", row=1, col=1)
+    fig.update_yaxes(title_text=t("log scale") if log else "", row=1, col=1)
     fig.update_annotations(font_size=12)
     fig.update_layout(height=380)
     return _style(fig, title)
@@ -334,8 +342,8 @@ def macs_params_bubble(frame: pd.DataFrame, size: str = "activation_mb",
         frame, x="params", y="macs", size=size if size in frame.columns else None,
         color="model", text="model", color_discrete_map=color_map(frame["model"]),
         log_x=True, log_y=True, size_max=50,
-        labels={"params": axis_label("params") + ", log", "macs": axis_label("macs") + ", log",
-                size: axis_label(size)},
+        labels={"params": log_axis_label("params"), "macs": log_axis_label("macs"),
+                size: axis_label(size), "model": t("Model")},
     )
     fig.update_traces(textposition="top center")
     return _style(fig, title)
@@ -349,10 +357,11 @@ def batch_curves(frame: pd.DataFrame, y: str = "median_ms",
         fig.add_trace(go.Scatter(
             x=rows["batch_size"], y=rows[y], mode="lines+markers", name=str(model),
             line=dict(color=model_color(str(model))),
-            hovertemplate=f"{model}<br>batch %{{x}}<br>{axis_label(y)}: %{{y:,.4g}}<extra></extra>",
+            hovertemplate=(f"{model}<br>" + t("batch {batch}", batch="%{x}")
+                           + f"<br>{axis_label(y)}: %{{y:,.4g}}<extra></extra>"),
         ))
-    fig.update_xaxes(title=axis_label("batch_size") + ", log", type="log")
-    fig.update_yaxes(title=axis_label(y) + ", log", type="log")
+    fig.update_xaxes(title=log_axis_label("batch_size"), type="log")
+    fig.update_yaxes(title=log_axis_label(y), type="log")
     return _style(fig, title)
 
 
@@ -367,7 +376,8 @@ def module_breakdown(frame: pd.DataFrame, value: str = "share",
                  color_discrete_map=color_map(frame["model"]),
                  hover_data={"module": True, "type": True, "macs": ":,.0f",
                              "params": ":,.0f"},
-                 labels={value: axis_label(value), "model": "model", "module": "module"})
+                 labels={value: axis_label(value), "model": t("model"), "module": t("module"),
+                         "type": t("type"), "macs": t("MACs"), "params": t("Parameters")})
     fig.update_traces(textposition="inside", insidetextanchor="middle",
                       marker_line_color="white", marker_line_width=1.5)
     fig.update_layout(barmode="stack", showlegend=False, uniformtext_minsize=9,
@@ -383,9 +393,11 @@ def layer_cost_bars(layers: pd.DataFrame, model: str, value: str = "macs",
     fig = go.Figure(go.Bar(
         x=rows["layer"], y=rows[value], marker_color=model_color(model),
         customdata=rows[["type", "output_shape"]],
-        hovertemplate="%{x} (%{customdata[0]}, out %{customdata[1]}): %{y:,.0f}<extra></extra>",
+        hovertemplate=t("{layer} ({type}, output {shape}): {value}", layer="%{x}",
+                        type="%{customdata[0]}", shape="%{customdata[1]}",
+                        value="%{y:,.0f}") + "<extra></extra>",
     ))
-    fig.update_xaxes(title="layer (execution order)", type="category", categoryorder="array",
+    fig.update_xaxes(title=t("layer (execution order)"), type="category", categoryorder="array",
                      categoryarray=list(rows["layer"]))
     fig.update_yaxes(title=axis_label(value))
     return _style(fig, title)

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cnncompare.conv_arithmetic import CELL_NAMES
+from cnncompare.i18n import t
 
 # Colours of the arithmetic grid's cell codes (see conv_arithmetic.CELL_NAMES).
 _CELL_COLOURS = ["#e9ecef", "#9ec5fe", "#f1aeb5", "#ffe69c", "#198754", "#a3cfbb"]
@@ -32,17 +33,20 @@ def rf_depth_chart(frame: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=rows["depth"], y=rows["rf"], mode="lines+markers", name=str(model),
             customdata=np.stack([rows["layer"], rows["input_size"]], axis=-1),
-            hovertemplate=("%{customdata[0]}<br>depth %{x} convolutions<br>"
-                           "receptive field %{y} px<extra>" + str(model) + "</extra>")))
+            hovertemplate=("%{customdata[0]}<br>"
+                           + t("depth {depth} convolutions", depth="%{x}") + "<br>"
+                           + t("receptive field {rf} px", rf="%{y}")
+                           + "<extra>" + str(model) + "</extra>")))
     for size in sorted(frame["input_size"].unique()):
         fig.add_hline(y=float(size), line_dash="dash", line_color="#6c757d",
-                      annotation_text=f"input: {size} px", annotation_position="top left")
+                      annotation_text=t("input: {size} px", size=size),
+                      annotation_position="top left")
     fig.update_layout(
-        title="Receptive field of one unit against depth (px, padding included; union over "
-              "branches)",
-        xaxis_title="Depth (convolutions on the longest path from the input)",
-        yaxis_title="Receptive field (input pixels)", hovermode="closest",
-        legend_title_text="Network", margin={"t": 60})
+        title=t("Receptive field of one unit against depth (px, padding included; union over "
+                "branches)"),
+        xaxis_title=t("Depth (convolutions on the longest path from the input)"),
+        yaxis_title=t("Receptive field (input pixels)"), hovermode="closest",
+        legend_title_text=t("Network"), margin={"t": 60})
     return fig
 
 
@@ -56,15 +60,16 @@ def erf_figure(erf: np.ndarray, region: tuple[int, int, int, int], *, title: str
     top, bottom, left, right = region
     fig = go.Figure(go.Heatmap(
         z=erf, colorscale="Viridis", zmin=0, zmax=1,
-        colorbar={"title": "|gradient|<br>(scaled)"},
-        hovertemplate="row %{y}, column %{x}<br>%{z:.3f}<extra></extra>"))
+        colorbar={"title": t("|gradient|<br>(scaled)")},
+        hovertemplate=t("row {row}, column {column}", row="%{y}", column="%{x}")
+        + "<br>%{z:.3f}<extra></extra>"))
     fig.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
                   line={"color": "#ff4b4b", "width": 2})
-    fig.add_annotation(x=left, y=top - 0.5, text="theoretical field", showarrow=False,
+    fig.add_annotation(x=left, y=top - 0.5, text=t("theoretical field"), showarrow=False,
                        yanchor="bottom", xanchor="left", font={"color": "#ff4b4b"})
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain",
-                     title="row (px)")
-    fig.update_xaxes(constrain="domain", title="column (px)")
+                     title=t("row (px)"))
+    fig.update_xaxes(constrain="domain", title=t("column (px)"))
     fig.update_layout(title=title, margin={"t": 60})
     return fig
 
@@ -74,7 +79,7 @@ def conv_grids_figure(padded: Sequence[Sequence[int]], output: Sequence[Sequence
     """The padded input (cell codes of :func:`cnncompare.conv_arithmetic.grids`) beside the
     output grid, the chosen unit marked in both."""
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.08,
-                        subplot_titles=("Padded input (pixels)", "Output (units)"))
+                        subplot_titles=(t("Padded input (pixels)"), t("Output (units)")))
     n_codes = len(_CELL_COLOURS)
     scale = []
     for i, colour in enumerate(_CELL_COLOURS):
@@ -83,23 +88,26 @@ def conv_grids_figure(padded: Sequence[Sequence[int]], output: Sequence[Sequence
     small = z.shape[0] <= 64  # cell names and gaps only where they stay light to draw
     extra = {"xgap": 1, "ygap": 1} if small else {}
     if small:
-        names = np.vectorize(CELL_NAMES.get)(z)
+        names = np.vectorize({code: t(name) for code, name in CELL_NAMES.items()}.get)(z)
         extra.update(customdata=names,
-                     hovertemplate="row %{y}, column %{x}: %{customdata}<extra></extra>")
+                     hovertemplate=t("row {row}, column {column}", row="%{y}", column="%{x}")
+                     + ": %{customdata}<extra></extra>")
     else:
-        extra.update(hovertemplate="row %{y}, column %{x}<extra></extra>")
+        extra.update(hovertemplate=t("row {row}, column {column}", row="%{y}", column="%{x}")
+                     + "<extra></extra>")
     fig.add_trace(go.Heatmap(z=z, zmin=-0.5, zmax=n_codes - 0.5, colorscale=scale,
                              showscale=False, **extra), row=1, col=1)
     out = np.asarray(output, dtype=np.int8)
     gaps = {"xgap": 1, "ygap": 1} if out.shape[0] <= 64 else {}
     fig.add_trace(go.Heatmap(
         z=out, zmin=0, zmax=1, colorscale=[[0, "#cfe2ff"], [1, "#198754"]], showscale=False,
-        hovertemplate="unit (%{y}, %{x})<extra></extra>", **gaps), row=1, col=2)
+        hovertemplate=t("unit ({row}, {column})", row="%{y}", column="%{x}")
+        + "<extra></extra>", **gaps), row=1, col=2)
     for col in (1, 2):
         fig.update_yaxes(autorange="reversed", scaleanchor="x" if col == 1 else "x2",
                          row=1, col=col)
     for code, name in CELL_NAMES.items():  # a legend for the cell colours
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=t(name),
                                  marker={"size": 12, "color": _CELL_COLOURS[code],
                                          "symbol": "square"}))
     fig.update_layout(title=title, legend={"orientation": "h", "y": -0.08},
@@ -156,8 +164,8 @@ def diagram_figure(diagram) -> go.Figure:
         x=[pos[b.id][0] for b in diagram.boxes], y=[pos[b.id][1] for b in diagram.boxes],
         mode="markers", marker={"size": 28, "opacity": 0}, showlegend=False,
         customdata=[[b.id, b.detail or b.label, b.shape] for b in diagram.boxes],
-        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>output: %{customdata[2]}"
-                      "<extra></extra>"))
+        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>"
+                      + t("output: {shape}", shape="%{customdata[2]}") + "<extra></extra>"))
     n_rows = max(ranks.values(), default=0) + 1
     fig.update_xaxes(visible=False, range=[-(widest / 2) - 0.9, widest / 2 + 0.9])
     fig.update_yaxes(visible=False, range=[-n_rows + 0.4, 0.6])

@@ -58,6 +58,14 @@ def language_picker() -> None:
         help=t("The page's language; the link in the address bar keeps it."))
 
 
+def error_text(error: BaseException | str) -> str:
+    """An error for people, in the current language: a message raised as a marked
+    :class:`~cnncompare.i18n.Text` (``ValueError(N_("...", n=3))``) or equal to a
+    catalogue entry is translated; any other message is shown as it is."""
+    message = error.args[0] if isinstance(error, BaseException) and error.args else error
+    return t(message) if isinstance(message, str) else str(error)
+
+
 @st.cache_data(show_spinner=False)
 def zoo_table() -> pd.DataFrame:
     """``registry.zoo_frame``: one row per model at its canonical configuration."""

@@ -3,64 +3,70 @@
 import streamlit as st
 
 from cnncompare import paths, ui
+from cnncompare.i18n import t, tn
 from cnncompare.profiling import MACS_VS_FLOPS
 from cnncompare.store import ResultsStore
 
 st.title("cnncompare")
-st.markdown(
+st.markdown(t(
     "Compare the classic convolutional networks side by side: their architecture layer "
     "by layer, what they cost to run, and how well they learn on the same data. "
     "Everything runs on your own machine, offline by default, and exports as CSV."
-)
+))
 
 dev = ui.device_summary()
 runs = ResultsStore().runs()
 c1, c2, c3 = st.columns(3)
-c1.metric("Device in use", dev["device"].upper(), help=dev["name"])
+c1.metric(t("Device in use"), dev["device"].upper(), help=dev["name"])
 c1.caption(f"{dev['name']} · torch {dev['torch']}")
-c2.metric("Stored runs", len(runs),
-          help="Trained runs in the results home; each is keyed by a hash of its configuration.")
-c2.caption(f"`{paths.home()}` (set `CNNCOMPARE_HOME` to move it)")
+c2.metric(t("Stored runs"), len(runs),
+          help=t("Trained runs in the results home; each is keyed by a hash of its "
+                 "configuration."))
+c2.caption(t("`{home}` (set `CNNCOMPARE_HOME` to move it)", home=paths.home()))
 finished = runs[runs["status"] == "finished"]
-c3.metric("Finished runs", len(finished),
-          help="Each reports the test accuracy at its epoch of best validation accuracy; "
-               "Compare shows them grouped over seeds, with 95% intervals.")
+c3.metric(t("Finished runs"), len(finished),
+          help=t("Each reports the test accuracy at its epoch of best validation accuracy; "
+                 "Compare shows them grouped over seeds, with 95% intervals."))
 if len(finished):
-    c3.caption(f"{finished['model'].nunique()} models on "
-               f"{', '.join(sorted(finished['dataset'].unique()))}")
+    c3.caption(tn("{n} model on {datasets}", "{n} models on {datasets}",
+                  finished["model"].nunique(),
+                  datasets=", ".join(sorted(finished["dataset"].unique()))))
 
-st.subheader("Where to go")
+st.subheader(t("Where to go"))
 links = st.columns(5)
-links[0].page_link("views/architectures.py", label="Architectures", icon=":material/account_tree:",
-                   help="Layer by layer, with the shape arithmetic")
-links[1].page_link("views/profile_bench.py", label="Profile & Benchmark",
-                   icon=":material/speed:", help="Parameters, MACs, FLOPs, memory, latency")
-links[2].page_link("views/train.py", label="Train", icon=":material/model_training:",
-                   help="Train several networks on the same data")
-links[3].page_link("views/compare.py", label="Compare", icon=":material/compare_arrows:",
-                   help="Curves, accuracy against cost, CSV")
-links[4].page_link("views/classify.py", label="Classify", icon=":material/image_search:",
-                   help="Your own image through every trained network")
+links[0].page_link("views/architectures.py", label=t("Architectures"),
+                   icon=":material/account_tree:",
+                   help=t("Layer by layer, with the shape arithmetic"))
+links[1].page_link("views/profile_bench.py", label=t("Profile & Benchmark"),
+                   icon=":material/speed:", help=t("Parameters, MACs, FLOPs, memory, latency"))
+links[2].page_link("views/train.py", label=t("Train"), icon=":material/model_training:",
+                   help=t("Train several networks on the same data"))
+links[3].page_link("views/compare.py", label=t("Compare"), icon=":material/compare_arrows:",
+                   help=t("Curves, accuracy against cost, CSV"))
+links[4].page_link("views/classify.py", label=t("Classify"), icon=":material/image_search:",
+                   help=t("Your own image through every trained network"))
 
-st.subheader("The zoo")
+st.subheader(t("The zoo"))
 zoo = ui.zoo_table()
 costs = ui.zoo_costs(str(paths.home()))
 COLUMNS = {
-    "model": "Model",
-    "family": "Family",
-    "year": st.column_config.NumberColumn("Year", format="%d"),
-    "paper": "Paper",
-    "paper_url": st.column_config.LinkColumn("Link", display_text="paper"),
+    "model": t("Model"),
+    "family": t("Family"),
+    "year": st.column_config.NumberColumn(t("Year"), format="%d"),
+    "paper": t("Paper"),
+    "paper_url": st.column_config.LinkColumn(t("Link"), display_text=t("paper")),
     **ui.cost_columns(),
-    "input": st.column_config.TextColumn("Canonical input", help="channels x height x width"),
-    "num_classes": st.column_config.NumberColumn("Classes"),
-    "key_idea": "Key idea",
+    "input": st.column_config.TextColumn(t("Canonical input"),
+                                         help=t("channels x height x width")),
+    "num_classes": st.column_config.NumberColumn(t("Classes")),
+    "key_idea": t("Key idea"),
 }
 
 
 @st.fragment(run_every=None if costs.done() else 0.5)
 def zoo_panel() -> None:
     """The zoo table; its MACs and FLOPs fill in as the background count delivers them."""
+    ui.apply_language()  # a fragment's rerun does not run app.py
     counted = costs.results()
     table = zoo.copy()
     table.insert(6, "macs", [counted.get(n, {}).get("macs") for n in table["model"]])
@@ -68,18 +74,21 @@ def zoo_panel() -> None:
     if costs.done():
         n, total = len(counted), len(table)
         if n == total:
-            st.caption(f"MACs and FLOPs counted for all {n} networks at their canonical "
-                       f"input, per image. {MACS_VS_FLOPS}")
+            counted_text = t("MACs and FLOPs counted for all {n} networks at their canonical "
+                             "input, per image.", n=n)
         else:
-            st.caption(f"MACs and FLOPs counted for {n} of {total} networks at their "
-                       f"canonical input, per image. {MACS_VS_FLOPS}")
+            counted_text = t("MACs and FLOPs counted for {n} of {total} networks at their "
+                             "canonical input, per image.", n=n, total=total)
+        st.caption(f"{counted_text} {t(MACS_VS_FLOPS)}")
         for name, error in costs.errors().items():
-            st.warning(f"{name}: {error}", icon=":material/warning:")
+            st.warning(f"{name}: {ui.error_text(error)}", icon=":material/warning:")
     else:
         done, n = len(counted), len(table)
-        st.caption(f"Counting MACs and FLOPs at the canonical input: {done} of {n} networks "
-                   "so far (once; kept on disk after).")
-    st.dataframe(table, hide_index=True, height="content", column_config=COLUMNS,
+        st.caption(t("Counting MACs and FLOPs at the canonical input: {done} of {n} networks "
+                     "so far (once; kept on disk after).", done=done, n=n))
+    shown = table.copy()
+    shown["key_idea"] = [t(idea) for idea in shown["key_idea"]]
+    st.dataframe(shown, hide_index=True, height="content", column_config=COLUMNS,
                  key="zoo-table")
     ui.csv_download(table, "cnncompare-zoo.csv")
     if costs.done() and st.session_state.pop("zoo-counting", False):

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cnncompare.geometry import Plan, Step, conv, maxpool
+from cnncompare.i18n import N_
 from cnncompare.models._common import IMAGENET, scale
 from cnncompare.registry import ModelInfo, Preset, register_model
 
@@ -28,29 +29,29 @@ PAPER_URL = (
     "https://papers.nips.cc/paper/2012/hash/c399862d3b9d6b76c8436e924a68c45b-Abstract.html"
 )
 KEY_IDEAS = (
-    "ReLU activations instead of saturating sigmoid/tanh",
-    "Dropout in the fully connected layers",
-    "Overlapping max pooling (3x3, stride 2)",
-    "Data augmentation and training on GPUs",
+    N_("ReLU activations instead of saturating sigmoid/tanh"),
+    N_("Dropout in the fully connected layers"),
+    N_("Overlapping max pooling (3x3, stride 2)"),
+    N_("Data augmentation and training on GPUs"),
 )
 ADAPT = (
-    "First convolution 3x3 stride 1 (instead of 11x11 stride 4); 2x2 stride-2 max "
+    N_("First convolution 3x3 stride 1 (instead of 11x11 stride 4); 2x2 stride-2 max "
     "pooling (instead of 3x3 stride 2); 3x3 pooled map before the classifier, whose "
-    "hidden layers shrink with the width."
+    "hidden layers shrink with the width.")
 )
 PITFALLS = (
-    "The classifier's input size depends on the image size: 256 x 6 x 6 = 9,216 features "
+    N_("The classifier's input size depends on the image size: 256 x 6 x 6 = 9,216 features "
     "at 227 px, or at 224 px with padding 2 on the first convolution; at 224 px without "
-    "padding the last map is 5 x 5 and a hard-coded 9,216 no longer fits.",
-    "The paper says 224 x 224, but its layer sizes need 227 x 227: (224 - 11) / 4 + 1 = "
-    "54.25 is not a whole number, while (227 - 11) / 4 + 1 = 55.",
-    "The torchvision alexnet has 64, 192, 384, 256 and 256 channels, not the paper's 96, "
+    "padding the last map is 5 x 5 and a hard-coded 9,216 no longer fits."),
+    N_("The paper says 224 x 224, but its layer sizes need 227 x 227: (224 - 11) / 4 + 1 = "
+    "54.25 is not a whole number, while (227 - 11) / 4 + 1 = 55."),
+    N_("The torchvision alexnet has 64, 192, 384, 256 and 256 channels, not the paper's 96, "
     "256, 384, 384 and 256, so its parameter count (61,100,840) is not the paper's "
-    "network's.",
-    "Dropout sits before the first two fully connected layers and is only switched off by "
-    "model.eval(): evaluating in training mode gives noisy, lower accuracy.",
-    "The max poolings overlap (3 x 3 windows, stride 2); a 2 x 2 stride-2 pooling changes "
-    "every map size after it.",
+    "network's."),
+    N_("Dropout sits before the first two fully connected layers and is only switched off by "
+    "model.eval(): evaluating in training mode gives noisy, lower accuracy."),
+    N_("The max poolings overlap (3 x 3 windows, stride 2); a 2 x 2 stride-2 pooling changes "
+    "every map size after it."),
 )
 
 
@@ -151,7 +152,7 @@ class AlexNet(nn.Module):
         canonical=IMAGENET,
         small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation=ADAPT,
-        notes="torchvision's single-tower variant: 64/192/384/256/256 channels, no LRN.",
+        notes=N_("torchvision's single-tower variant: 64/192/384/256/256 channels, no LRN."),
         pitfalls=PITFALLS,
     ),
     _plan_tv,
@@ -172,19 +173,19 @@ def alexnet(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
         paper=PAPER,
         paper_url=PAPER_URL,
         key_ideas=KEY_IDEAS
-        + ("Two GPU towers (grouped convolutions) and local response normalisation",),
+        + (N_("Two GPU towers (grouped convolutions) and local response normalisation"),),
         canonical=Preset(input_size=227, in_channels=3, num_classes=1000),
         small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation=ADAPT,
         notes=(
-            "The paper's network: 96/256/384/384/256 channels at 227 px, LRN after conv1 "
+            N_("The paper's network: 96/256/384/384/256 channels at 227 px, LRN after conv1 "
             "and conv2, the two-GPU split as groups=2 in conv2, conv4 and conv5. Why 227: "
             "the paper writes 224 x 224, but its first convolution (11 x 11, stride 4, no "
             "padding) gives (224 - 11) / 4 + 1 = 54.25, not a whole number, while 227 gives "
             "exactly the 55 x 55 map the paper reports, then 27, 13 and 6 after the three "
             "poolings. At 224 px this network still runs (PyTorch rounds down to 54), but "
             "its last map is 5 x 5 and the adaptive pooling stretches it to the 6 x 6 the "
-            "classifier expects."
+            "classifier expects.")
         ),
         pitfalls=PITFALLS,
     ),
@@ -212,7 +213,7 @@ def alexnet2012(*, num_classes, in_channels, input_size, width, small) -> nn.Mod
         small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation=ADAPT,
         notes=(
-            "The AlexNet most study notes write: the paper's 96/256/384/384/256 channels in "
+            N_("The AlexNet most study notes write: the paper's 96/256/384/384/256 channels in "
             "one tower, and padding 2 on the first convolution so that a 224 px input gives "
             "the paper's 55 x 55 map (then 27, 13 and 6). It has 62,378,344 parameters at "
             "3 x 224 x 224 with 1000 classes. torchvision's alexnet (61,100,840) keeps the "
@@ -220,7 +221,7 @@ def alexnet2012(*, num_classes, in_channels, input_size, width, small) -> nn.Mod
             "2014 'One weird trick' paper. The paper's own network, alexnet2012 "
             "(60,965,224), has the same channels split over two GPUs: conv2, conv4 and "
             "conv5 see only their own half, which saves parameters, and it normalises "
-            "with LRN. Like the notes, this one has no LRN."
+            "with LRN. Like the notes, this one has no LRN.")
         ),
         pitfalls=PITFALLS,
     ),

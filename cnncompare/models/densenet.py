@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from cnncompare.geometry import Branches, Plan, Step, avgpool, conv, maxpool
+from cnncompare.i18n import N_
 from cnncompare.models._common import IMAGENET, scale
 from cnncompare.registry import ModelInfo, Preset, register_model
 
@@ -27,15 +28,15 @@ TRANSITION_STEPS = {"conv": conv(1), "pool": avgpool(2, 2)}
 """A transition's 1x1 convolution and 2x2 average pooling by module name."""
 
 PITFALLS = (
-    "Each dense layer reads the concatenation of the block's input and every earlier "
+    N_("Each dense layer reads the concatenation of the block's input and every earlier "
     "layer's output, so its input channels grow by the growth rate each time; a fixed "
-    "channel count fails at the first 1 x 1 convolution.",
-    "A transition halves the channels (compression 0.5) and the map, with 2 x 2 average "
-    "pooling, not max pooling.",
-    "Every layer is pre-activation (batch normalisation, ReLU, then the convolution), and "
-    "the network ends with one more batch normalisation and ReLU before global pooling.",
-    "The concatenations keep every earlier map alive, so DenseNet-121 needs more "
-    "activation memory than its 8 million parameters suggest.",
+    "channel count fails at the first 1 x 1 convolution."),
+    N_("A transition halves the channels (compression 0.5) and the map, with 2 x 2 average "
+    "pooling, not max pooling."),
+    N_("Every layer is pre-activation (batch normalisation, ReLU, then the convolution), and "
+    "the network ends with one more batch normalisation and ReLU before global pooling."),
+    N_("The concatenations keep every earlier map alive, so DenseNet-121 needs more "
+    "activation memory than its 8 million parameters suggest."),
 )
 
 
@@ -149,18 +150,18 @@ def _plan(input_size: int, small: bool) -> Plan:
         paper="Densely Connected Convolutional Networks",
         paper_url="https://arxiv.org/abs/1608.06993",
         key_ideas=(
-            "Dense connectivity: each layer sees the concatenation of all earlier maps",
-            "A small growth rate: every layer adds only a few channels",
-            "Transition layers (1x1 conv + 2x2 average pooling) compress between blocks",
+            N_("Dense connectivity: each layer sees the concatenation of all earlier maps"),
+            N_("A small growth rate: every layer adds only a few channels"),
+            N_("Transition layers (1x1 conv + 2x2 average pooling) compress between blocks"),
         ),
         version=2,  # 2: the small-input stem keeps one 2x downsampling
         canonical=IMAGENET,
         small=Preset(input_size=32, in_channels=3, num_classes=10, width=0.25),
         adaptation=(
-            "First convolution 3x3 stride 1 (instead of 7x7 stride 2), then the usual 3x3 "
-            "stride-2 max pooling, so a 32 px input reaches the first dense block at 16x16."
+            N_("First convolution 3x3 stride 1 (instead of 7x7 stride 2), then the usual 3x3 "
+            "stride-2 max pooling, so a 32 px input reaches the first dense block at 16x16.")
         ),
-        notes="Blocks of 6, 12, 24, 16 layers; growth 32; 1x1 bottlenecks of 4 x growth.",
+        notes=N_("Blocks of 6, 12, 24, 16 layers; growth 32; 1x1 bottlenecks of 4 x growth."),
         pitfalls=PITFALLS,
     ),
     _plan,

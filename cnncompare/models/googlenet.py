@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from cnncompare.geometry import Branches, Plan, Step, conv, maxpool
+from cnncompare.i18n import N_
 from cnncompare.models._common import IMAGENET, scale
 from cnncompare.registry import ModelInfo, Preset, register_model
 
@@ -48,15 +49,15 @@ BRANCHES: tuple[tuple[Step, ...], ...] = (
 )
 
 PITFALLS = (
-    "In torchvision, GoogLeNet uses a 3 x 3 kernel in the branch the paper calls 5 x 5 (kept "
+    N_("In torchvision, GoogLeNet uses a 3 x 3 kernel in the branch the paper calls 5 x 5 (kept "
     "for its pretrained weights); a true 5 x 5 branch has more parameters than "
-    "torchvision's 6,624,904.",
-    "The four branches must keep the map's size (padding 1 for a 3 x 3 kernel, 2 for a "
-    "5 x 5, and a stride-1 3 x 3 max pooling with padding 1), or torch.cat fails.",
-    "The max poolings between stages round up (ceil_mode=True): at 224 px the first one "
-    "gives 56 x 56, and rounding down gives 55 x 55 and different sizes after it.",
-    "The two auxiliary classifiers only run in training mode, their losses weighted by "
-    "0.3; in eval mode the network returns the main logits only.",
+    "torchvision's 6,624,904."),
+    N_("The four branches must keep the map's size (padding 1 for a 3 x 3 kernel, 2 for a "
+    "5 x 5, and a stride-1 3 x 3 max pooling with padding 1), or torch.cat fails."),
+    N_("The max poolings between stages round up (ceil_mode=True): at 224 px the first one "
+    "gives 56 x 56, and rounding down gives 55 x 55 and different sizes after it."),
+    N_("The two auxiliary classifiers only run in training mode, their losses weighted by "
+    "0.3; in eval mode the network returns the main logits only."),
 )
 
 
@@ -210,21 +211,21 @@ class GoogLeNet(nn.Module):
         paper="Going Deeper with Convolutions",
         paper_url="https://arxiv.org/abs/1409.4842",
         key_ideas=(
-            "Inception module: parallel 1x1, 3x3, 5x5 and pooling branches, concatenated",
-            "1x1 convolutions reduce channels before the expensive branches",
-            "Global average pooling; auxiliary classifiers during training",
+            N_("Inception module: parallel 1x1, 3x3, 5x5 and pooling branches, concatenated"),
+            N_("1x1 convolutions reduce channels before the expensive branches"),
+            N_("Global average pooling; auxiliary classifiers during training"),
         ),
         version=2,  # 2: the small-input stem keeps one 2x downsampling
         canonical=IMAGENET,
         small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
         adaptation=(
-            "Stem is a 3x3 stride-1 convolution (instead of 7x7 stride 2) and only the second "
+            N_("Stem is a 3x3 stride-1 convolution (instead of 7x7 stride 2) and only the second "
             "of its two max poolings is kept, so a 28 px map reaches the Inception modules at "
-            "14x14 (the ImageNet stem hands them 28x28 from 224)."
+            "14x14 (the ImageNet stem hands them 28x28 from 224).")
         ),
         notes=(
-            "torchvision's layout: batch normalisation after every convolution and a 3x3 "
-            "kernel in the '5x5' branch. Auxiliary heads off unless aux_logits=True."
+            N_("torchvision's layout: batch normalisation after every convolution and a 3x3 "
+            "kernel in the '5x5' branch. Auxiliary heads off unless aux_logits=True.")
         ),
         pitfalls=PITFALLS,
     ),

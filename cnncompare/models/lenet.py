@@ -16,6 +16,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cnncompare.geometry import Plan, avgpool, conv, maxpool, out_size
+from cnncompare.i18n import N_
 from cnncompare.models._common import scale
 from cnncompare.registry import ModelInfo, Preset, register_model
 
@@ -75,21 +76,21 @@ def _lenet(
 _CANON = Preset(input_size=28, in_channels=1, num_classes=10)
 _SMALL = Preset(input_size=28, in_channels=1, num_classes=10, width=1.0)
 PITFALLS = (
-    "MNIST's digits are 28 x 28 and the paper's first layer expects 32 x 32: without "
+    N_("MNIST's digits are 28 x 28 and the paper's first layer expects 32 x 32: without "
     "padding 2 on the first convolution the map before the classifier is 4 x 4, and the "
-    "first linear layer needs 16 x 4 x 4 = 256 inputs instead of 400.",
-    "Textbook LeNets connect every channel of S2 to every map of C3 and end with a linear "
-    "layer; the paper's sparse C3 table and RBF output give other parameter counts.",
-    "With sigmoid activations the network learns slowly at small learning rates: the "
+    "first linear layer needs 16 x 4 x 4 = 256 inputs instead of 400."),
+    N_("Textbook LeNets connect every channel of S2 to every map of C3 and end with a linear "
+    "layer; the paper's sparse C3 table and RBF output give other parameter counts."),
+    N_("With sigmoid activations the network learns slowly at small learning rates: the "
     "textbook trains it with plain SGD at a learning rate of 0.9, far above what a ReLU "
-    "network takes.",
-    "Flatten before the first linear layer: nn.Linear applied to a 4-D map acts on its "
-    "last dimension only and gives a wrong shape instead of an error.",
+    "network takes."),
+    N_("Flatten before the first linear layer: nn.Linear applied to a 4-D map acts on its "
+    "last dimension only and gives a wrong shape instead of an error."),
 )
 _ADAPT = (
-    "None needed: LeNet was designed for 32x32 digits. A 28x28 input gets padding 2 on "
+    N_("None needed: LeNet was designed for 32x32 digits. A 28x28 input gets padding 2 on "
     "the first convolution, so both give a 16x5x5 map before the classifier; other sizes "
-    "change only the first linear layer's input."
+    "change only the first linear layer's input.")
 )
 
 
@@ -101,14 +102,14 @@ _ADAPT = (
         paper=PAPER,
         paper_url=PAPER_URL,
         key_ideas=(
-            "Convolutions with shared weights learn local features",
-            "Subsampling (average pooling) between convolutions",
-            "Trained end to end by backpropagation",
+            N_("Convolutions with shared weights learn local features"),
+            N_("Subsampling (average pooling) between convolutions"),
+            N_("Trained end to end by backpropagation"),
         ),
         canonical=_CANON,
         small=_SMALL,
         adaptation=_ADAPT,
-        notes="Textbook form: sigmoid activations, average pooling, full C3 connectivity.",
+        notes=N_("Textbook form: sigmoid activations, average pooling, full C3 connectivity."),
         pitfalls=PITFALLS,
     ),
     _plan_classic,
@@ -126,13 +127,13 @@ def lenet5(**kw) -> nn.Module:
         paper=PAPER,
         paper_url=PAPER_URL,
         key_ideas=(
-            "LeNet-5's layout with modern parts: ReLU and max pooling",
-            "Convolutions with shared weights learn local features",
+            N_("LeNet-5's layout with modern parts: ReLU and max pooling"),
+            N_("Convolutions with shared weights learn local features"),
         ),
         canonical=_CANON,
         small=_SMALL,
         adaptation=_ADAPT,
-        notes="Modern form: ReLU activations and max pooling; same shapes as lenet5.",
+        notes=N_("Modern form: ReLU activations and max pooling; same shapes as lenet5."),
         pitfalls=PITFALLS,
     ),
     _plan_modern,

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cnncompare.geometry import Plan, Step, conv, maxpool
+from cnncompare.i18n import N_
 from cnncompare.models._common import IMAGENET, scale
 from cnncompare.registry import ModelInfo, Preset, register_model
 
@@ -26,15 +27,15 @@ MLP = conv(1)
 """The two 1x1 convolutions of every block: a small MLP at each pixel."""
 
 PITFALLS = (
-    "The 1 x 1 layers of a block are convolutions with kernel_size=1, not linear layers: "
-    "they apply the same small network at every pixel and keep the map.",
-    "The last block must output one channel per class and be followed by global average "
-    "pooling to 1 x 1 and a flatten; there is no fully connected classifier.",
-    "The first block's 11 x 11 stride-4 convolution without padding does not fit a 224 px "
+    N_("The 1 x 1 layers of a block are convolutions with kernel_size=1, not linear layers: "
+    "they apply the same small network at every pixel and keep the map."),
+    N_("The last block must output one channel per class and be followed by global average "
+    "pooling to 1 x 1 and a flatten; there is no fully connected classifier."),
+    N_("The first block's 11 x 11 stride-4 convolution without padding does not fit a 224 px "
     "image evenly: (224 - 11) / 4 is not whole, and together with the first pooling the "
-    "last 5 rows and columns of the image are never read.",
-    "Dropout goes before the class block, and like every dropout it is only switched off "
-    "by model.eval().",
+    "last 5 rows and columns of the image are never read."),
+    N_("Dropout goes before the class block, and like every dropout it is only switched off "
+    "by model.eval()."),
 )
 
 
@@ -87,14 +88,14 @@ def nin_block(c_in: int, c_out: int, first: Step) -> nn.Sequential:
         paper="Network In Network",
         paper_url="https://arxiv.org/abs/1312.4400",
         key_ideas=(
-            "1x1 convolutions: a small MLP applied at every pixel",
-            "Global average pooling instead of fully connected layers",
-            "Far fewer parameters than AlexNet for the same depth of features",
+            N_("1x1 convolutions: a small MLP applied at every pixel"),
+            N_("Global average pooling instead of fully connected layers"),
+            N_("Far fewer parameters than AlexNet for the same depth of features"),
         ),
         canonical=IMAGENET,
         small=Preset(input_size=28, in_channels=1, num_classes=10, width=0.25),
-        adaptation="First block 3x3 stride 1 (instead of 11x11 stride 4).",
-        notes="Layout of Dive into Deep Learning's NiN; dropout 0.5 before the class block.",
+        adaptation=N_("First block 3x3 stride 1 (instead of 11x11 stride 4)."),
+        notes=N_("Layout of Dive into Deep Learning's NiN; dropout 0.5 before the class block."),
         pitfalls=PITFALLS,
     ),
     _plan,

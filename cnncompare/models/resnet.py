@@ -14,22 +14,23 @@ from collections.abc import Iterator
 from torch import Tensor, nn
 
 from cnncompare.geometry import Branches, Plan, Step, conv, maxpool
+from cnncompare.i18n import N_
 from cnncompare.models._common import IMAGENET, scale
 from cnncompare.registry import ModelInfo, PlanFunction, Preset, register_model
 
 PITFALLS = (
-    "When a stage halves the map and changes the channels, the shortcut needs a 1 x 1 "
+    N_("When a stage halves the map and changes the channels, the shortcut needs a 1 x 1 "
     "convolution with stride 2 (and batch normalisation); an identity shortcut then fails "
-    "with a shape mismatch at the addition.",
-    "The last ReLU of a block comes after the addition, relu(F(x) + x), not inside F "
-    "before it.",
-    "Convolutions followed by batch normalisation need no bias (bias=False): the "
-    "normalisation subtracts the mean and cancels it.",
-    "In torchvision, ResNet-50 (v1.5) puts the stride on the 3 x 3 convolution of a "
+    "with a shape mismatch at the addition."),
+    N_("The last ReLU of a block comes after the addition, relu(F(x) + x), not inside F "
+    "before it."),
+    N_("Convolutions followed by batch normalisation need no bias (bias=False): the "
+    "normalisation subtracts the mean and cancels it."),
+    N_("In torchvision, ResNet-50 (v1.5) puts the stride on the 3 x 3 convolution of a "
     "bottleneck, the paper on the first 1 x 1: the same parameters, different MACs and "
-    "accuracy.",
-    "On 32 px images the 7 x 7 stride-2 stem and the max pooling leave a 1 x 1 map in the "
-    "last stage; CIFAR versions use a 3 x 3 stride-1 stem without pooling.",
+    "accuracy."),
+    N_("On 32 px images the 7 x 7 stride-2 stem and the max pooling leave a 1 x 1 map in the "
+    "last stage; CIFAR versions use a 3 x 3 stride-1 stem without pooling."),
 )
 
 
@@ -191,14 +192,13 @@ ARCHS = {
 
 def _register(name: str) -> None:
     block, layers = ARCHS[name]
-    kind = "basic blocks" if block is BasicBlock else "bottleneck blocks"
     ideas = [
-        "Residual shortcuts: each block learns a change to its input, x + F(x)",
-        "Batch normalisation after every convolution",
-        "Very deep networks that still train (gradients flow through the shortcuts)",
+        N_("Residual shortcuts: each block learns a change to its input, x + F(x)"),
+        N_("Batch normalisation after every convolution"),
+        N_("Very deep networks that still train (gradients flow through the shortcuts)"),
     ]
     if block is Bottleneck:
-        ideas.append("Bottleneck blocks: 1x1 reduce, 3x3, 1x1 expand")
+        ideas.append(N_("Bottleneck blocks: 1x1 reduce, 3x3, 1x1 expand"))
     info = ModelInfo(
         name=name,
         family="ResNet",
@@ -208,8 +208,12 @@ def _register(name: str) -> None:
         key_ideas=tuple(ideas),
         canonical=IMAGENET,
         small=Preset(input_size=32, in_channels=3, num_classes=10, width=0.25),
-        adaptation="First convolution 3x3 stride 1 (instead of 7x7 stride 2), no max pooling.",
-        notes=f"Stages of {layers} {kind}; stride 2 on the 3x3 convolution (v1.5).",
+        adaptation=N_("First convolution 3x3 stride 1 (instead of 7x7 stride 2), no max "
+                      "pooling."),
+        notes=(N_("Stages of {layers} basic blocks; stride 2 on the 3x3 convolution (v1.5).",
+                  layers=layers) if block is BasicBlock else
+               N_("Stages of {layers} bottleneck blocks; stride 2 on the 3x3 convolution "
+                  "(v1.5).", layers=layers)),
         pitfalls=PITFALLS,
     )
 

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from torch import nn
 
 from cnncompare.geometry import Plan, Step, conv, maxpool
+from cnncompare.i18n import N_
 from cnncompare.models._common import IMAGENET, scale
 from cnncompare.registry import ModelInfo, PlanFunction, Preset, register_model
 
@@ -29,24 +30,24 @@ CFGS: dict[str, list[int | str]] = {
               512, 512, 512, 512, "M"],
 }
 ADAPT = (
-    "The last max pooling is dropped (four halvings instead of five), the feature map is "
+    N_("The last max pooling is dropped (four halvings instead of five), the feature map is "
     "averaged to 1x1, and the classifier's hidden layers have 512 x width units instead "
-    "of 4096."
+    "of 4096.")
 )
 
 PITFALLS = (
-    "Configurations A, B, D and E (VGG-11, 13, 16 and 19) differ only in how many "
+    N_("Configurations A, B, D and E (VGG-11, 13, 16 and 19) differ only in how many "
     "convolutions each block has; copying the wrong list gives another depth with the "
-    "same shapes, so nothing fails.",
-    "Every 3 x 3 convolution needs padding 1; without it each one shrinks the map by two "
-    "pixels and the 7 x 7 map before the classifier is lost.",
-    "The classifier reads 512 x 7 x 7 = 25,088 features at 224 px; a 32 px image leaves a "
+    "same shapes, so nothing fails."),
+    N_("Every 3 x 3 convolution needs padding 1; without it each one shrinks the map by two "
+    "pixels and the 7 x 7 map before the classifier is lost."),
+    N_("The classifier reads 512 x 7 x 7 = 25,088 features at 224 px; a 32 px image leaves a "
     "1 x 1 map after five poolings, so a classifier sized for 7 x 7 fails unless an "
-    "adaptive pooling (or a smaller classifier) is used.",
-    "Most parameters are in the classifier: in VGG-16, 123,642,856 of 138,357,544 are in "
-    "its three linear layers.",
-    "The versions with batch normalisation (vgg16_bn) are a later addition, not the "
-    "paper's; they train much more easily from scratch.",
+    "adaptive pooling (or a smaller classifier) is used."),
+    N_("Most parameters are in the classifier: in VGG-16, 123,642,856 of 138,357,544 are in "
+    "its three linear layers."),
+    N_("The versions with batch normalisation (vgg16_bn) are a later addition, not the "
+    "paper's; they train much more easily from scratch."),
 )
 
 
@@ -137,12 +138,12 @@ def _register(cfg_name: str, batch_norm: bool) -> None:
     name = cfg_name + ("_bn" if batch_norm else "")
     depth = int(cfg_name[3:])
     ideas = [
-        "Depth from stacks of small 3x3 convolutions (two 3x3 see as far as one 5x5)",
-        "Uniform blocks: double the channels each time the map is halved",
-        "One configuration table describes every depth",
+        N_("Depth from stacks of small 3x3 convolutions (two 3x3 see as far as one 5x5)"),
+        N_("Uniform blocks: double the channels each time the map is halved"),
+        N_("One configuration table describes every depth"),
     ]
     if batch_norm:
-        ideas.append("Batch normalisation after every convolution (added later, 2015)")
+        ideas.append(N_("Batch normalisation after every convolution (added later, 2015)"))
     info = ModelInfo(
         name=name,
         family="VGG",
@@ -154,7 +155,8 @@ def _register(cfg_name: str, batch_norm: bool) -> None:
         canonical=IMAGENET,
         small=Preset(input_size=32, in_channels=3, num_classes=10, width=0.125),
         adaptation=ADAPT,
-        notes=f"{depth} weight layers" + (", batch-normalised" if batch_norm else "") + ".",
+        notes=(N_("{depth} weight layers, batch-normalised.", depth=depth) if batch_norm
+               else N_("{depth} weight layers.", depth=depth)),
         pitfalls=PITFALLS,
     )
 

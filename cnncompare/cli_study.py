@@ -5,6 +5,11 @@ Trains what is missing (stored runs are reused), then prints one row per group o
 deviation and Student-t 95% interval of the test accuracy at the validation-chosen epoch,
 the median selected epoch, the final epoch's mean test accuracy, the mean training time,
 parameters, MACs and the precision. ``--seeds 3`` means seeds 0, 1 and 2.
+
+``--executor ray`` trains the missing runs on a Ray cluster (``--ray-address``; a local
+Ray without it), one run per task with ``--cpus-per-run`` CPUs and ``--gpus-per-run``
+GPUs; the results still go to this machine's store (see :mod:`cnncompare.executors`).
+A line on stderr says how many runs are done, running and failed, and the time left.
 """
 
 from __future__ import annotations
@@ -46,6 +51,18 @@ def register(subparsers) -> None:
     p.add_argument("--preset", choices=("quick", "full"), default="quick",
                    help="quick: each model's small width; full: width 1 (default: quick)")
     add_train_options(p, study=True)
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the runs train: local (this process, one after another; "
+                        "default) or ray (a Ray cluster; pip install 'cnncompare[ray]')")
+    p.add_argument("--ray-address",
+                   help="the Ray cluster to use: auto (the one started on this machine with "
+                        "`ray start`), HOST:6379 or ray://HOST:10001 (default: start a local "
+                        "Ray with this machine's CPUs)")
+    p.add_argument("--cpus-per-run", type=int, default=1,
+                   help="CPUs each run asks Ray for; torch uses that many threads (default: 1)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="GPUs each run asks Ray for (0.5 puts two runs on a GPU); with GPUs "
+                        "the device is cuda (default: 0)")
     add_format(p)
     p.set_defaults(func=cmd_study)
 
@@ -68,6 +85,13 @@ def plan(args: argparse.Namespace):
 
     configs = study_configs(models, seeds, factor=args.factor, values=values,
                             preset=args.preset, **shared_settings(args))
+    if getattr(args, "executor", "local") == "ray":
+        # Resolved and checked by the workers, on their own devices, data and memory.
+        from cnncompare import model_info
+
+        for name in dict.fromkeys(c.model for c in configs):
+            model_info(name)  # an unknown model: one error line before Ray starts
+        return configs
     checked = set()
     for cfg in configs:
         resolved = cfg.resolve(args.data_root, args.download, device=args.device)
@@ -80,17 +104,26 @@ def plan(args: argparse.Namespace):
 
 def cmd_study(args: argparse.Namespace) -> int:
     from cnncompare.compare import run_costs
+    from cnncompare.executors import GridTally, make_executor
     from cnncompare.store import ResultsStore, StoreWarning
     from cnncompare.studies import TrainOptions, run_grid, study_table, summarize
 
+    if args.executor != "ray" and (args.ray_address or args.cpus_per_run != 1
+                                   or args.gpus_per_run):
+        raise CliError("--ray-address, --cpus-per-run and --gpus-per-run need --executor ray")
+    executor = make_executor(args.executor, address=args.ray_address,
+                             cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
     configs = plan(args)
     cancel = threading.Event()
     previous = _install_sigint(cancel)
     total = len(configs)
     printers: dict[int, _StderrProgress] = {}
+    tally = GridTally(total)
 
     def progress(index: int, event: dict) -> None:
         cfg = configs[index]
+        if tally.update(index, event) and args.executor == "ray":
+            print(f"progress: {tally.line()}", file=sys.stderr)
         if index not in printers:
             printers[index] = _StderrProgress(prefix=f"[{index + 1}/{total} {cfg.model} "
                                                      f"seed {cfg.seed}] ")
@@ -109,7 +142,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             store = ResultsStore()
             warnings.filterwarnings("ignore", category=StoreWarning)
             results = run_grid(configs, store=store, progress=progress, cancel=cancel,
-                               options=TrainOptions(device=args.device,
+                               executor=executor, options=TrainOptions(device=args.device,
                                                     data_root=args.data_root,
                                                     download=args.download))
     finally:

@@ -175,10 +175,11 @@ def _train_on_worker(index: int, config: dict[str, Any], run_id: str,
     """Train one run in a temporary store on this worker, reporting to ``reports`` (a
     :class:`_Reports` actor, never waited for): ``("start", index, info)`` first, then
     ``("event", index, event)`` for the trainer's status and (throttled) batch events,
-    and ``("epoch", index, payload)`` after each epoch, with the run's record and the
-    checkpoint's bytes. Returns how the call went (``reports``: how many it sent, so the
-    driver knows when it has them all) and, when no epoch was reported (the shipped
-    checkpoint already held every epoch), the record and checkpoint to close the run with.
+    ``("epoch", index, payload)`` after each epoch, with the run's record and the
+    checkpoint's bytes, and ``("end", index, outcome)`` last, with what it returns: how
+    the call went (``reports``: how many it sent, so the driver knows when it has them
+    all) and, when no epoch was reported (the shipped checkpoint already held every
+    epoch), the record and checkpoint to close the run with.
     """
     import torch
 
@@ -225,10 +226,13 @@ def _train_on_worker(index: int, config: dict[str, Any], run_id: str,
         result = train_or_load(cfg, store=store, progress=progress, **options)
         out = {"run_id": result.run_id, "status": result.status,
                "resumed_from": result.resumed_from, "seconds": result.seconds,
-               "reports": count["reports"]}
+               "reports": count["reports"] + 1}
         if result.status == "finished" and not count["epochs"]:
             out["record"] = dataclasses.replace(result.record, history=())
             out["checkpoint"] = store.checkpoint_path(run_id).read_bytes()
+        # The last report: the driver counts the run done in the order the reports came,
+        # before the next run on this worker says it started.
+        report("end", out)
         return out
 
 
@@ -281,6 +285,7 @@ class _Sent:
     started: float | None = None
     attempts: int = 1
     reports: int = 0  # reports received from the current attempt
+    ended: bool = False  # its result is in
 
 
 def _done_event(result: Any) -> dict[str, Any]:
@@ -458,10 +463,10 @@ class RayExecutor:
                     for ref in pending:
                         ray.cancel(ref)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-                self._drain(ray, reports, by_index, tell)
+                self._drain(ray, reports, by_index, out, tell)
                 for ref in ready:
                     sent = pending.pop(ref)
-                    self._drain_run(ray, ref, reports, sent, by_index, tell)
+                    self._drain_run(ray, ref, reports, sent, by_index, out, tell)
                     retry = self._collect(ray, ref, sent, out, tell, cancelling)
                     if retry:
                         sent.attempts += 1
@@ -478,11 +483,11 @@ class RayExecutor:
                 ray.kill(reports)
 
     def _drain_run(self, ray: Any, ref: Any, reports: Any, sent: _Sent,
-                   by_index: dict[int, _Sent], tell: Callable[[int, dict[str, Any]], None],
-                   wait: float = 60.0) -> None:
+                   by_index: dict[int, _Sent], out: list[Any],
+                   tell: Callable[[int, dict[str, Any]], None], wait: float = 60.0) -> None:
         """Apply the reports waiting, and for a task that returned, wait (at most
         ``wait`` seconds) until every report it sent has arrived."""
-        self._drain(ray, reports, by_index, tell)
+        self._drain(ray, reports, by_index, out, tell)
         try:
             expected = ray.get(ref)["reports"]
         except Exception:  # noqa: BLE001 - a failed task: what arrived is all there is
@@ -490,9 +495,9 @@ class RayExecutor:
         deadline = time.monotonic() + wait
         while sent.reports < expected and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS / 4)
-            self._drain(ray, reports, by_index, tell)
+            self._drain(ray, reports, by_index, out, tell)
 
-    def _drain(self, ray: Any, reports: Any, by_index: dict[int, _Sent],
+    def _drain(self, ray: Any, reports: Any, by_index: dict[int, _Sent], out: list[Any],
                tell: Callable[[int, dict[str, Any]], None]) -> None:
         """Apply every report waiting in the reports actor, in order."""
         for kind, index, payload in ray.get(reports.take.remote()):
@@ -509,6 +514,8 @@ class RayExecutor:
                 sent.mirror.epoch(payload["record"], payload["checkpoint"],
                                   finished=event["epoch"] == event["epochs"])
                 tell(index, event)
+            elif kind == "end" and not sent.ended:
+                self._finish(sent, payload, out, tell)
 
     def _collect(self, ray: Any, ref: Any, sent: _Sent, out: list[Any],
                  tell: Callable[[int, dict[str, Any]], None], cancelling: bool) -> bool:
@@ -516,9 +523,7 @@ class RayExecutor:
         again (its worker died)."""
         from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
-        from cnncompare.training import RunResult
-
-        index, store = sent.index, sent.mirror.store
+        index = sent.index
         try:
             summary = ray.get(ref)
         except TaskCancelledError:
@@ -540,15 +545,25 @@ class RayExecutor:
                                         f"newest checkpoint.",
                              "epoch": 0, "epochs": sent.config.epochs, "batch": 0,
                              "batches": 0})
-                sent.started = None
-                sent.reports = 0
+                sent.started, sent.reports, sent.ended = None, 0, False
                 return True
             out[index] = exc
             tell(index, {"kind": "failed", "error": _error_text(exc)})
             return False
+        if not sent.ended:
+            self._finish(sent, summary, out, tell)
+        return False
+
+    def _finish(self, sent: _Sent, summary: dict[str, Any], out: list[Any],
+                tell: Callable[[int, dict[str, Any]], None]) -> None:
+        """A task's outcome (what it returned) into ``out`` and the progress."""
+        from cnncompare.training import RunResult
+
+        sent.ended = True
+        index, store = sent.index, sent.mirror.store
         if summary["status"] != "finished":
             out[index] = self._cancelled_result(sent)
-            return False
+            return
         if "record" in summary:  # nothing left to train: close the run from the checkpoint
             sent.mirror.epoch(summary["record"], summary["checkpoint"], finished=True)
         seconds = time.perf_counter() - sent.started if sent.started else summary["seconds"]
@@ -557,7 +572,6 @@ class RayExecutor:
         out[index] = result
         tell(index, _done_event(result))
         tell(index, {"kind": "result", "result": result})
-        return False
 
     def _cancelled_result(self, sent: _Sent) -> Any:
         from cnncompare.store import RunRecord

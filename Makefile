@@ -1,5 +1,5 @@
-# `make run` and `make test` set up .venv on first use and reinstall only when the
-# requirements change (the stamp file is older than them).
+# `make run` and `make test` set up .venv on first use (Ray included: requirements-ray.txt)
+# and reinstall only when the requirements change (the stamp file is older than them).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,10 +8,10 @@ PORT   ?= 8501
 
 .PHONY: run run-public dev test lint bench clean-venv
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-ray.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

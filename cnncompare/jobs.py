@@ -121,7 +121,8 @@ class JobState:
                 left += own if own is not None else i.epochs * i.weight * per_unit
             elif i.status == "queued":
                 left += i.epochs * i.weight * per_unit
-        self.seconds_left = left
+        # Runs that train at once (the Ray executor) share the time left between them.
+        self.seconds_left = left / max(1, sum(i.status == "running" for i in self.items))
 
 
 class TrainJob:

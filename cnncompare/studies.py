@@ -199,8 +199,9 @@ class Executor(Protocol):
 
     ``run`` returns one entry per configuration, in order: its
     :class:`~cnncompare.training.RunResult`, or the exception it raised (the other runs
-    still train). An executor that trains elsewhere (a later Ray executor) trains into
-    its workers' own stores and hands records, epochs and checkpoints back to ``store``.
+    still train). An executor that trains elsewhere (:class:`cnncompare.executors.RayExecutor`)
+    trains into its workers' own stores and hands records, epochs and checkpoints back to
+    ``store``. :func:`cnncompare.executors.make_executor` builds one by name.
     """
 
     def run(self, configs: Sequence[TrainConfig], *, store: Any, options: TrainOptions,

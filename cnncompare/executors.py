@@ -133,6 +133,17 @@ def make_executor(name: str = "local", *, address: str | None = None, cpus_per_r
                        num_cpus=num_cpus)
 
 
+def ray_address() -> str | None:
+    """The Ray cluster the Train page offers (:data:`RAY_ADDRESS_ENV`), or ``None``."""
+    return os.environ.get(RAY_ADDRESS_ENV, "").strip() or None
+
+
+def ray_executor_for(device: str, address: str | None = None) -> RayExecutor:
+    """The Train page's Ray executor: the cluster at ``address`` (``None``: a local Ray on
+    this machine's CPUs), one CPU per run, and one GPU per run when ``device`` is cuda."""
+    return RayExecutor(address=address, gpus_per_run=1.0 if device == "cuda" else 0.0)
+
+
 # ---------------------------------------------------------------------------------------
 # What runs on a worker
 

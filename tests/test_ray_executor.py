@@ -18,11 +18,20 @@ import threading
 import pytest
 import torch
 
+from cnncompare import ui
 from cnncompare.cli import main
-from cnncompare.executors import INSTALL_HINT, GridTally, make_executor, ray_installed
+from cnncompare.executors import (
+    INSTALL_HINT,
+    RAY_ADDRESS_ENV,
+    GridTally,
+    RayExecutor,
+    make_executor,
+    ray_installed,
+)
 from cnncompare.store import ResultsStore
 from cnncompare.studies import LocalExecutor, TrainOptions, run_grid, study_configs
 from cnncompare.train_config import TrainConfig
+from tests.conftest import REPO
 
 needs_ray = pytest.mark.skipif(
     not ray_installed(), reason="Ray is not installed: pip install -r requirements-ray.txt")
@@ -177,6 +186,35 @@ def test_study_command_on_ray_then_answered_from_the_store_locally(ray_cluster, 
     out_local, err = capsys.readouterr()
     assert err.count("stored: test accuracy") == 4  # nothing trained
     assert out_local == out
+
+
+@needs_ray
+def test_the_train_page_trains_a_study_on_a_local_ray(ray_cluster, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).switch_page(
+        "views/train.py").run()
+    at.multiselect[0].set_value(["lenet"]).run()
+    for label, value in (("Epochs", 1), ("Seeds", 2), ("Train images", 200),
+                         ("Test images", 100)):
+        next(w for w in at.number_input if w.label.startswith(label)).set_value(value)
+    next(c for c in at.checkbox if c.label == "Start a local Ray").check().run()
+    at.button(key="train").click().run()
+    assert not at.exception
+
+    job = ui.job_manager().latest()
+    assert job is not None and job.join(240)
+    snap = job.snapshot()
+    assert snap.state == "done", snap
+    executor = job._executor
+    assert isinstance(executor, RayExecutor)
+    assert sorted(executor.sent) == sorted(i.run_id for i in snap.items)  # both on Ray
+    stored = ResultsStore().runs()
+    assert sorted(stored["seed"]) == [0, 1] and set(stored["status"]) == {"finished"}
+    at.run()
+    assert "2 runs trained, 0 found stored, 0 running and 0 failed." in [
+        c.value for c in at.caption]
 
 
 def test_asking_for_ray_where_it_is_missing_gives_one_line(monkeypatch, capsys):

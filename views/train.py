@@ -5,7 +5,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from cnncompare import data, list_models, plots, ui
+from cnncompare import data, executors, list_models, plots, ui
 from cnncompare.devices import DEVICE_CHOICES
 from cnncompare.formatting import duration
 from cnncompare.store import ResultsStore
@@ -55,6 +55,20 @@ seeds = c2.number_input("Seeds", 1, 20, 3 if preset == "quick" else 1,
                              "shows the mean with a 95% confidence interval. One seed "
                              "gives no interval.")
 device = c2.selectbox("Device", DEVICE_CHOICES, help="auto: CUDA, then Apple MPS, then CPU")
+use_ray, ray_address = False, executors.ray_address()
+if executors.ray_installed():  # Ray itself is imported only when a job starts on it
+    if ray_address:
+        use_ray = c2.checkbox(
+            "Train on the Ray cluster",
+            help=f"The runs train as Ray tasks on the cluster at {ray_address}, one CPU each (one "
+                 "GPU each with the cuda device); the results come back to this server's "
+                 "store.")
+    else:
+        use_ray = c2.checkbox(
+            "Start a local Ray",
+            help="The runs train at once as Ray tasks on this machine's CPUs, one CPU each; "
+                 "Ray takes about 10 s to start. To use a cluster instead, start the server "
+                 f"with {executors.RAY_ADDRESS_ENV} set to its address.")
 batch_size = c3.number_input(
     "Batch size", 1, 4096, DEFAULTS.batch_size,
     help="Small sets like digits need enough steps: 32 gives 41 steps an epoch on the "
@@ -141,7 +155,9 @@ if st.button(label, type="primary", disabled=not missing or active is not None,
         job = manager.start(missing, [f"{c.model} · seed {c.seed}" for c in missing],
                             run_ids=list(status.loc[todo, "run_id"]), owner=session,
                             device=device, data_root=data_root, download=download,
-                            allowed_roots=roots)
+                            allowed_roots=roots,
+                            executor=executors.ray_executor_for(device, ray_address)
+                            if use_ray else None)
         st.session_state["watch_job"] = job.job_id
         active = job
     except (ValueError, RuntimeError) as exc:
@@ -165,6 +181,10 @@ def progress_panel() -> None:
     st.subheader("Progress")
     left = f" · about {duration(snap.seconds_left)} left" if snap.seconds_left else ""
     st.progress(snap.fraction, text=f"{snap.fraction:.0%} of the job{left}")
+    counts = {state: sum(i.status == state for i in snap.items)
+              for state in ("done", "cached", "running", "failed")}
+    st.caption("{done} runs trained, {cached} found stored, {running} running and {failed} "
+               "failed.".format(**counts))
     now = time.monotonic()
     for item in snap.items:
         text = f"**{item.label}** · {item.status}"

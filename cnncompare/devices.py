@@ -6,6 +6,8 @@ import platform
 
 import torch
 
+from cnncompare.i18n import N_
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -49,7 +51,8 @@ def device_name(device: str | torch.device = "auto") -> str:
     if device.type == "mps":
         return "Apple MPS"
     cpu = platform.processor() or platform.machine() or "CPU"
-    return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
+    # A marked sentence (an i18n.Text): the same str, which a page can show translated.
+    return N_("CPU ({cpu}, {threads} threads)", cpu=cpu, threads=torch.get_num_threads())
 
 
 def synchronize(device: torch.device) -> None:

@@ -4,7 +4,8 @@ How to translate a string (for whoever adds or translates text)
 ---------------------------------------------------------------
 1. Write the English sentence whole, with named placeholders, and wrap it where it is
    shown: ``t("{model} needs {n} px", model=name, n=size)``. Never glue translated
-   fragments (word order differs); never ``t(f"...")`` (extraction cannot see it).
+   fragments (word order differs); never ``t(f"...")`` (extraction cannot see it), and
+   never ``t(row["key"])`` (extraction takes ``"key"`` for the message: assign it first).
    Plurals: ``tn("{n} run", "{n} runs", n)``. A module-level constant (built at
    import, before any language is chosen) is marked with ``N_("...")``, which returns it
    unchanged, and translated where it is shown: ``t(CONSTANT)``. Text kept as data with

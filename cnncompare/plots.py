@@ -318,14 +318,15 @@ def cost_bars(frame: pd.DataFrame, metrics=("params", "macs", "flops", "param_mb
     from plotly.subplots import make_subplots
 
     metrics = [m for m in metrics if m in frame.columns]
+    titles = [t(_SHORT_COST_LABELS[m]) if m in _SHORT_COST_LABELS else axis_label(m)
+              for m in metrics]
     fig = make_subplots(rows=1, cols=max(len(metrics), 1), horizontal_spacing=0.05,
-                        subplot_titles=[t(_SHORT_COST_LABELS[m]) if m in _SHORT_COST_LABELS
-                                        else axis_label(m) for m in metrics])
+                        subplot_titles=titles)
     colors = color_map(frame["model"])
     for i, metric in enumerate(metrics, start=1):
         fig.add_trace(go.Bar(
             x=frame["model"], y=frame[metric], marker_color=[colors[m] for m in frame["model"]],
-            name=metric, showlegend=False,
+            name=titles[i - 1], showlegend=False,
             hovertemplate=f"%{{x}}: %{{y:,.4g}} ({axis_label(metric)})<extra></extra>",
         ), row=1, col=i)
         fig.update_yaxes(type="log" if log else "linear", row=1, col=i)

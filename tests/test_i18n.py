@@ -8,6 +8,9 @@ that is not a name, a unit or code (:data:`ALLOWED`).
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 import threading
 
 import pandas as pd
@@ -164,3 +167,226 @@ def test_every_marked_string_is_translated_with_the_same_placeholders():
                                 "(python -m cnncompare.i18n update, then fill them in):\n"
                                 + "\n".join(map(repr, untranslated[:40])))
     assert mismatched == []
+
+
+# ------------------------------------------------------------- pages walked in Chinese
+
+# The pages translated so far (file under views/, what to do before walking it). The
+# second translator adds train, compare and classify here.
+WALKED_PAGES = ["overview", "architectures", "conv_arithmetic", "profile_bench"]
+
+ALLOWED = {
+    # names of networks, datasets, people, tools and libraries
+    "lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "inception",
+    "mnist", "fashion", "cifar", "imagenet", "krizhevsky", "lecun", "pytorch", "torch",
+    "torchvision", "fvcore", "flopcountermode", "torchinfo", "streamlit", "plotly",
+    "dive", "into", "deep", "learning",  # the book's title, beside its Chinese one
+    # units, abbreviations and formats
+    "px", "macs", "flops", "gflops", "gflop", "csv", "cpu", "gpu", "gpus", "cuda", "mps",
+    "relu", "lrn", "mlp", "sgd", "rbf", "sigmoid", "tanh", "dropout", "logits", "amp",
+    "autocast", "float", "bfloat", "mac", "ceil", "floor", "out", "and", "the", "zeros",
+    # code: PyTorch arguments and functions quoted in the text
+    "kernel_size", "bias", "false", "true", "ceil_mode", "eval", "cat", "linear", "groups",
+    "aux_logits", "padding", "dilation", "kernel", "stride", "unit", "input", "size",
+    "cnncompare", "cnncompare_home", "one", "weird", "trick", "inplace",
+}
+"""English words allowed on a Chinese page: names, units and code. Everything in `code
+spans`, paper titles, model and module names of the zoo's networks is allowed besides."""
+
+_SKIPPED_FIELDS = {"id", "form_id", "icon", "spec", "config", "theme", "columns", "data",
+                   "format", "url", "page", "page_script_hash", "query_param_key", "mime",
+                   "file_name", "selection_mode", "alt", "language", "default", "type",
+                   "display_text", "key", "step", "min", "max", "raw_values", "width"}
+
+
+def _proto_texts(message) -> list[str]:
+    """Every human-readable string of an element's protobuf message (labels, help texts,
+    bodies, options), not ids, keys or data."""
+    texts: list[str] = []
+    for field, value in message.ListFields():
+        if field.name in _SKIPPED_FIELDS:
+            continue
+        repeated = hasattr(value, "__iter__") and not isinstance(value, (str, bytes)) \
+            and not hasattr(value, "ListFields")
+        values = list(value) if repeated else [value]
+        for item in values:
+            if isinstance(item, str):
+                texts.append(item)
+            elif hasattr(item, "ListFields"):
+                texts += _proto_texts(item)
+    return texts
+
+
+def _plotly_texts(spec: dict) -> list[str]:
+    layout = spec.get("layout", {})
+    texts = []
+
+    def title(obj):
+        t_ = obj.get("title") if isinstance(obj, dict) else None
+        return t_.get("text", "") if isinstance(t_, dict) else (t_ or "")
+
+    texts.append(title(layout))
+    texts += [title(v) for k, v in layout.items() if k.startswith(("xaxis", "yaxis"))]
+    texts.append(title(layout.get("legend", {})))
+    texts += [a.get("text", "") for a in layout.get("annotations", [])]
+    for trace in spec.get("data", []):
+        texts.append(str(trace.get("name") or ""))
+        texts.append(title(trace.get("colorbar", {})) if "colorbar" in trace else "")
+        texts.append(title(trace.get("marker", {}).get("colorbar", {})))
+    return [t_ for t_ in texts if t_]
+
+
+def visible_texts(at) -> list[str]:
+    """Everything the page shows as text: headings, markdown, captions, alerts, metric and
+    widget labels, options and help texts, tab and expander labels, table column labels
+    and help, chart titles, axes, legends and annotations. Code blocks are left out."""
+    texts: list[str] = []
+
+    def walk(node):
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                yield child
+                yield from walk(child)
+
+    for element in walk(at._tree):
+        kind = getattr(element, "type", "")
+        if kind in ("code", "exception"):
+            continue
+        proto = getattr(element, "proto", None)
+        if proto is None:
+            continue
+        if kind == "plotly_chart":
+            texts += _plotly_texts(json.loads(proto.spec))
+            continue
+        if kind in ("arrow_data_frame", "dataframe") or hasattr(proto, "columns") and \
+                isinstance(getattr(proto, "columns", None), str):
+            for config in json.loads(proto.columns or "{}").values():
+                texts += [config.get("label") or "", config.get("help") or ""]
+            continue
+        if hasattr(proto, "ListFields"):
+            texts += _proto_texts(proto)
+    return [t_ for t_ in texts if t_]
+
+
+@functools.cache
+def _allowed_names() -> frozenset[str]:
+    """Model, family and paper words and the zoo's module and class names (code)."""
+    from cnncompare import list_models, model_info
+    from cnncompare.registry import on_meta_device, preset_config
+
+    words: set[str] = set()
+    for name in list_models():
+        info = model_info(name)
+        words.update(re.findall(r"[A-Za-z]+", f"{name} {info.family} {info.paper}"))
+        for preset in ("canonical", "small"):
+            with on_meta_device():
+                model = preset_config(name, preset).build()
+            for module_name, module in model.named_modules():
+                words.update(re.findall(r"[A-Za-z]+", module_name))
+                words.add(type(module).__name__)
+    return frozenset(w.lower() for w in words)
+
+
+_CODE = re.compile(r"`[^`]*`|\]\([^)]*\)|https?://\S+|<[^>]+>|\S*::\S*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.]*")
+
+
+def english_words(texts: list[str]) -> dict[str, str]:
+    """Words of 3+ ASCII letters that are neither allowed nor code, with a text showing
+    each. A word with a digit, an underscore or a dot in it is a name (resnet18,
+    model.eval, float32)."""
+    allowed = ALLOWED | _allowed_names()
+    found: dict[str, str] = {}
+    for text in texts:
+        for word in _WORD.findall(_CODE.sub(" ", text)):
+            word = word.rstrip(".")
+            if len(word) < 3 or not word.isalpha() or word.lower() in allowed:
+                continue
+            found.setdefault(word, text[:120])
+    return found
+
+
+def _walk_page(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+    at.query_params["lang"] = "zh"
+    at.switch_page(f"views/{page}.py")
+    return at.run()
+
+
+@pytest.mark.parametrize("page", WALKED_PAGES)
+def test_page_in_chinese_shows_no_english_words(page):
+    at = _walk_page(page)
+    assert not at.exception, at.exception[0].message
+    assert at.session_state["lang"] == "zh" and at.query_params["lang"] == "zh"
+    texts = visible_texts(at)
+    assert len(texts) > 10
+    headings = [h.value for h in [*at.title, *at.header, *at.subheader]]
+    assert any(re.search(r"[\u4e00-\u9fff]", h) for h in headings), headings
+    assert english_words(texts) == {}
+    # The language control shows both choices, the current one selected.
+    picker = at.button_group(key="ui-language")
+    assert picker.options == ["English", "中文"] and picker.value == "zh"
+
+
+def test_the_walk_finds_english_when_the_page_is_in_english():
+    """The detector is not blind: the same page in English is full of English words."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+    at.query_params["lang"] = "en"
+    at.switch_page("views/conv_arithmetic.py")
+    at.run()
+    assert not at.exception
+    found = english_words(visible_texts(at))
+    assert {"Convolution", "formula", "Output"} <= set(found)
+
+
+def test_switching_language_keeps_the_page_and_its_state():
+    # AppTest calls the widgets' format_func (here t) in this thread to read their state:
+    # this thread speaks the page's language while it interacts.
+    at = _walk_page("conv_arithmetic")
+    with i18n.use_language("zh"):
+        at.number_input(key="ca-size").set_value(227).run()
+        assert at.title[0].value == "卷积算术"
+        at.button_group(key="ui-language").set_value("en").run()
+    assert not at.exception
+    assert at.title[0].value == "Convolution arithmetic"      # the same page
+    assert at.number_input(key="ca-size").value == 227         # its state kept
+    assert at.query_params["lang"] == "en" and at.session_state["lang"] == "en"
+    at.button_group(key="ui-language").set_value("zh").run()
+    assert at.title[0].value == "卷积算术" and at.number_input(key="ca-size").value == 227
+
+
+def test_browser_locale_decides_the_first_visit_and_the_url_records_it():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+    at.switch_page("views/conv_arithmetic.py")
+    at.run()  # AppTest's browser has no Chinese locale: English
+    assert at.title[0].value == "Convolution arithmetic"
+    assert at.query_params["lang"] == "en"
+
+
+def test_overview_fragment_rerun_stays_in_chinese():
+    """The zoo table is a fragment that reruns on its own (app.py does not run then): it
+    sets the language itself, so its column labels stay Chinese."""
+    from cnncompare import paths, ui
+
+    at = _walk_page("overview")
+    assert ui.zoo_costs(str(paths.home())).wait(timeout=180)
+    at.run()
+    assert not at.exception
+    labels = {c: json.loads(at.dataframe[0].proto.columns)[c]["label"]
+              for c in ("model", "params", "macs")}
+    assert labels == {"model": "模型", "params": "参数量", "macs": "乘加运算 (MACs)"}
+    captions = " ".join(c.value for c in at.caption)
+    assert "已统计全部" in captions

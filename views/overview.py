@@ -17,8 +17,10 @@ st.markdown(t(
 dev = ui.device_summary()
 runs = ResultsStore().runs()
 c1, c2, c3 = st.columns(3)
-c1.metric(t("Device in use"), dev["device"].upper(), help=dev["name"])
-c1.caption(f"{dev['name']} · torch {dev['torch']}")
+name = dev["name"]
+device_name = t(name)  # the CPU's name says its thread count in words
+c1.metric(t("Device in use"), dev["device"].upper(), help=device_name)
+c1.caption(f"{device_name} · torch {dev['torch']}")
 c2.metric(t("Stored runs"), len(runs),
           help=t("Trained runs in the results home; each is keyed by a hash of its "
                  "configuration."))

@@ -4,6 +4,7 @@ import streamlit as st
 
 from cnncompare import ui
 from cnncompare.i18n import t
+from cnncompare.store import StoreError
 
 st.set_page_config(page_title="cnncompare", page_icon=":material/compare:", layout="wide")
 ui.apply_language(sync_url=True)  # before any page: ?lang=, the session's choice, the browser
@@ -22,4 +23,7 @@ PAGES = [
 
 page = st.navigation(PAGES)
 ui.language_picker()
-page.run()
+try:
+    page.run()
+except StoreError as exc:  # a full disk, a read-only home, a damaged database: one message
+    st.error(str(exc), icon=":material/database:")

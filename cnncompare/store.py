@@ -300,6 +300,15 @@ def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ... : the first name no file has."""
+    candidate, n = path, 1
+    while candidate.exists() or Path(f"{candidate}-wal").exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 class _Damaged(Exception):
     """``PRAGMA quick_check`` found damage (internal: becomes :class:`StoreDamaged`)."""
 
@@ -401,16 +410,38 @@ def database_damage(path: Path) -> str | None:
     or ``None`` when it is intact or absent. Errors that are not damage are raised."""
     if not path.exists():
         return None
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
-        rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        conn = connect_read_only(path)
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        finally:
+            conn.close()
     except sqlite3.Error as exc:
         if _proves_damage(exc):
             return _first_line(exc)
         raise
-    finally:
-        conn.close()
     return None if rows == ["ok"] else "; ".join(str(r) for r in rows)[:300]
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection to ``path`` that cannot change it: ``mode=ro``, or ``immutable`` where
+    SQLite cannot open the WAL index beside the file (a read-only folder, a full disk).
+    The connection has answered one query; an error that is damage is raised at once."""
+    uri = path.resolve().as_uri()
+    last: sqlite3.Error | None = None
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=30.0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            conn.close()
+            if _proves_damage(exc):
+                raise
+            last = exc
+            continue
+        return conn
+    assert last is not None
+    raise last
 
 
 SALVAGE_PROBES = 200_000
@@ -450,7 +481,13 @@ def salvage_database(src: Path, dst: Path) -> tuple[int, int | None, int]:
     new database ``dst`` (the current schema; the old schema version, so that it is
     migrated as usual). Epochs of runs that were lost are left out. Returns the runs
     copied, the runs ``src``'s index knows (``None`` when unreadable) and the epochs."""
-    old = sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    try:
+        old = connect_read_only(src)
+    except sqlite3.DatabaseError as exc:
+        if not _proves_damage(exc):
+            raise
+        # even its schema does not read: every query below fails and nothing is copied
+        old = sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True)
     new = sqlite3.connect(dst)
     try:
         new.executescript(_SCHEMA)
@@ -572,26 +609,18 @@ class ResultsStore:
         disk). Where the file or its tables do not exist, an empty in-memory database."""
         if not self.db_path.exists():
             return _empty_database()
-        uri = self.db_path.resolve().as_uri()
-        last: sqlite3.Error | None = None
-        for options in ("mode=ro", "mode=ro&immutable=1"):
-            conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=30.0)
-            try:
-                tables = {r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            except sqlite3.Error as exc:
-                conn.close()
-                if _proves_damage(exc):
-                    raise
-                last = exc
-                continue
-            if not {"runs", "epochs"} <= tables:
-                conn.close()
-                return _empty_database()
-            conn.row_factory = sqlite3.Row
-            return conn
-        assert last is not None
-        raise last
+        conn = connect_read_only(self.db_path)
+        try:
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except BaseException:
+            conn.close()
+            raise
+        if not {"runs", "epochs"} <= tables:
+            conn.close()
+            return _empty_database()
+        conn.row_factory = sqlite3.Row
+        return conn
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -729,11 +758,13 @@ class ResultsStore:
         tmp = self.home / f".{DB_NAME}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             counts = salvage_database(self.db_path, tmp)
-            aside = self.db_path.with_name(f"{DB_NAME}.damaged-{_stamp()}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(f"{self.db_path}{suffix}")
-                if src.exists():
-                    os.replace(src, f"{aside}{suffix}")
+            aside = _free_name(self.db_path.with_name(f"{DB_NAME}.damaged-{_stamp()}"))
+            os.replace(self.db_path, aside)
+            wal = Path(f"{self.db_path}-wal")  # pages not yet in the file: kept beside it
+            if wal.exists() and wal.stat().st_size > 0:
+                os.replace(wal, f"{aside}-wal")
+            for leftover in (wal, Path(f"{self.db_path}-shm")):  # empty, or an index
+                leftover.unlink(missing_ok=True)
             os.replace(tmp, self.db_path)
         except (OSError, sqlite3.Error) as exc:
             with contextlib.suppress(OSError):
@@ -911,7 +942,7 @@ class ResultsStore:
         path = self.checkpoint_path(run_id)
         if not path.exists():
             return None
-        aside = path.with_name(f"{path.name}.bad-{_stamp()}")
+        aside = _free_name(path.with_name(f"{path.name}.bad-{_stamp()}"))
         try:
             os.replace(path, aside)
         except OSError as exc:

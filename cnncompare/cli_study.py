@@ -140,6 +140,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     try:
         with _plain_warnings():
             store = ResultsStore()
+            store.ensure_writable()  # a read-only home, a full disk: one error before any run
             warnings.filterwarnings("ignore", category=StoreWarning)
             results = run_grid(configs, store=store, progress=progress, cancel=cancel,
                                executor=executor, options=TrainOptions(device=args.device,

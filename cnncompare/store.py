@@ -395,13 +395,15 @@ _CHECKED: set[tuple] = set()
 
 
 def _file_state(path: Path) -> tuple:
+    """The file and its WAL as they are now (an empty WAL, which every connection
+    recreates, counts as none)."""
     out: list[Any] = [str(path)]
     for suffix in ("", "-wal"):
         try:
             st = os.stat(f"{path}{suffix}")
-            out += [st.st_ino, st.st_size, st.st_mtime_ns]
         except OSError:
-            out.append(None)
+            st = None
+        out += [st.st_ino, st.st_size, st.st_mtime_ns] if st and st.st_size else [None]
     return tuple(out)
 
 

@@ -141,8 +141,10 @@ def test_io_faults_change_nothing_and_reads_still_work(cnncompare_home, monkeypa
 
     code, out, err = _cli(capsys, ["runs", "--format", "json"])
     assert code == 0 and len(json.loads(out)) == 5 and not err
-    code, _, err = _cli(capsys, [*TRAIN, "--seed", "7"])
-    _one_error_line(code, err, str(db), explained)
+    for argv in ([*TRAIN, "--seed", "7"], ["study", "--models", "lenet", "--seeds", "1",
+                                               *TRAIN[3:]]):
+        code, _, err = _cli(capsys, argv)
+        _one_error_line(code, err, str(db), explained)
     assert _sha(db) == before and not _set_aside(cnncompare_home)
     assert sorted(p.name for p in (cnncompare_home / "checkpoints").iterdir()) == []
 

@@ -341,6 +341,11 @@ def unavailable(exc: BaseException, path: Path, doing: str) -> StoreUnavailable:
     text = _first_line(exc)
     low = text.lower()
     folder = path if path.is_dir() else path.parent
+    if path.name == DB_NAME and path.is_dir():
+        return StoreUnavailable(
+            f"The results store at {path} could not be {doing}: that path is a folder, not a "
+            f"database file. Nothing was changed or moved. Move the folder away, or point "
+            f"CNNCOMPARE_HOME at another folder.")
     if name.startswith("SQLITE_IOERR") or "i/o error" in low or "write failed" in low:
         # SQLite says "disk I/O error" for a full disk or a read-only folder too (when it
         # cannot create the WAL index): ask the folder which it is.
@@ -478,18 +483,34 @@ def _readable_rows(conn: sqlite3.Connection, table: str, columns: list[str]) -> 
     return rows
 
 
+def _salvage_connection(src: Path) -> sqlite3.Connection:
+    """A read-only connection to a damaged database that reads as much as can be read:
+    ``writable_schema`` lets SQLite open a file shorter than its header says (a copy cut
+    short) instead of refusing it whole; the connection stays read-only."""
+    uri = src.resolve().as_uri()
+    last: sqlite3.Error | None = None
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=30.0)
+        try:
+            conn.execute("PRAGMA writable_schema = ON")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            if _proves_damage(exc):
+                return conn  # even its schema does not read: the queries below fail alone
+            conn.close()
+            last = exc
+            continue
+        return conn
+    assert last is not None
+    raise last
+
+
 def salvage_database(src: Path, dst: Path) -> tuple[int, int | None, int]:
     """Copy every readable row of ``runs`` and ``epochs`` of the database ``src`` into a
     new database ``dst`` (the current schema; the old schema version, so that it is
     migrated as usual). Epochs of runs that were lost are left out. Returns the runs
     copied, the runs ``src``'s index knows (``None`` when unreadable) and the epochs."""
-    try:
-        old = connect_read_only(src)
-    except sqlite3.DatabaseError as exc:
-        if not _proves_damage(exc):
-            raise
-        # even its schema does not read: every query below fails and nothing is copied
-        old = sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True)
+    old = _salvage_connection(src)
     new = sqlite3.connect(dst)
     try:
         new.executescript(_SCHEMA)

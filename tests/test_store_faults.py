@@ -381,6 +381,23 @@ def test_a_damaged_database_is_reported_by_readers_and_recovered_once(damaged_ho
     assert code == 0 and "intact" in err and _set_aside(home) == [aside]  # once
 
 
+def test_a_database_cut_short_is_salvaged_as_far_as_it_reads(cnncompare_home):
+    store = ResultsStore()
+    _fake_runs(store, n=40)
+    db = store.db_path
+    os.truncate(db, db.stat().st_size // 2)  # a copy that stopped half way
+    cut = db.read_bytes()
+    with pytest.raises(StoreDamaged, match="malformed"):
+        ResultsStore().runs()
+    assert db.read_bytes() == cut and not _set_aside(cnncompare_home)
+    with pytest.warns(StoreWarning, match=r"\d+ run\(s\) of the 40 it indexes"):
+        report = ResultsStore().recover()
+    salvaged = int(report.split(" run(s)")[0].rsplit(" ", 1)[1])
+    assert 0 < salvaged < 40 and len(ResultsStore().runs()) == salvaged
+    (aside,) = _set_aside(cnncompare_home)
+    assert (cnncompare_home / aside).read_bytes() == cut and database_damage(db) is None
+
+
 def test_training_recovers_a_damaged_database_before_it_writes(damaged_home):
     home, _ = damaged_home
     with pytest.warns(StoreWarning, match="was damaged"):

@@ -141,6 +141,14 @@ class AlexNet(nn.Module):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
 
+def _with_classifier(feats: nn.Sequential, channels: int, num_classes: int, width: float,
+                     small: bool) -> nn.Module:
+    """The features followed by the pooling to 3x3 (small inputs) or 6x6 and the classifier."""
+    pooled = 3 if small else 6
+    return AlexNet(feats, pooled, _classifier(channels * pooled * pooled, scale(4096, width),
+                                              num_classes))
+
+
 @register_model(
     ModelInfo(
         name="alexnet",
@@ -160,9 +168,7 @@ class AlexNet(nn.Module):
 def alexnet(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
     c = [scale(ch, width) for ch in (64, 192, 384, 256, 256)]
     feats = _features(_plan_tv(input_size, small), in_channels, c)
-    pooled = 3 if small else 6
-    hidden = scale(4096, width)
-    return AlexNet(feats, pooled, _classifier(c[4] * pooled * pooled, hidden, num_classes))
+    return _with_classifier(feats, c[4], num_classes, width, small)
 
 
 @register_model(
@@ -196,9 +202,7 @@ def alexnet2012(*, num_classes, in_channels, input_size, width, small) -> nn.Mod
     # The two GPU towers: conv2, conv4 and conv5 see only their own tower's half.
     feats = _features(_plan_2012(input_size, small), in_channels, c,
                       groups={"conv2": 2, "conv4": 2, "conv5": 2}, lrn_after=("conv1", "conv2"))
-    pooled = 3 if small else 6
-    hidden = scale(4096, width)
-    return AlexNet(feats, pooled, _classifier(c[4] * pooled * pooled, hidden, num_classes))
+    return _with_classifier(feats, c[4], num_classes, width, small)
 
 
 @register_model(
@@ -230,6 +234,4 @@ def alexnet2012(*, num_classes, in_channels, input_size, width, small) -> nn.Mod
 def alexnet_onetower(*, num_classes, in_channels, input_size, width, small) -> nn.Module:
     c = [scale(ch, width) for ch in (96, 256, 384, 384, 256)]
     feats = _features(_plan_tv(input_size, small), in_channels, c)
-    pooled = 3 if small else 6
-    hidden = scale(4096, width)
-    return AlexNet(feats, pooled, _classifier(c[4] * pooled * pooled, hidden, num_classes))
+    return _with_classifier(feats, c[4], num_classes, width, small)

@@ -11,6 +11,10 @@ flight. Finished epochs are already in the results store, so nothing is lost.
 Only the session that started a job may cancel it (others see it running); the job's
 progress only moves forward and comes with an estimate of the time left, from the speed
 measured so far.
+
+Background work that can wait (the Overview's cost count and the warm-up after it) calls
+:func:`wait_while_training` between its steps: while a job trains, it takes neither a
+core nor the GIL from the training thread.
 """
 
 from __future__ import annotations
@@ -32,6 +36,34 @@ KEEP_FINISHED = 4
 
 LOCAL_CANCEL_ENV = "CNNCOMPARE_LOCAL_CANCELS_ANY"
 """Set to 1 to let a visitor at the server's own machine cancel any session's job."""
+
+_training = threading.Condition()
+_training_threads = 0  # TrainJob threads of this process that have not finished yet
+
+
+def training_running() -> bool:
+    """Whether a :class:`TrainJob` of this process is training now."""
+    with _training:
+        return _training_threads > 0
+
+
+def wait_while_training(timeout: float | None = None) -> bool:
+    """Block while a :class:`TrainJob` of this process trains.
+
+    Background work that can wait calls this between its steps, so that it takes neither a
+    core nor the GIL from a training thread (a Python-heavy thread beside it slows every
+    step: the training thread waits for the GIL between its operators). Returns True
+    once no job trains, False when ``timeout`` seconds passed first.
+    """
+    with _training:
+        return _training.wait_for(lambda: _training_threads == 0, timeout)
+
+
+def _count_training(change: int) -> None:
+    global _training_threads
+    with _training:
+        _training_threads += change
+        _training.notify_all()
 
 
 @dataclass
@@ -176,7 +208,12 @@ class TrainJob:
         return self.state.owner
 
     def start(self) -> TrainJob:
-        self._thread.start()
+        _count_training(+1)  # before the thread runs: training_running() is True at once
+        try:
+            self._thread.start()
+        except BaseException:
+            _count_training(-1)
+            raise
         return self
 
     def may_cancel(self, session: str | None, local: bool = False) -> bool:
@@ -242,7 +279,8 @@ class TrainJob:
             if kind == "start":
                 item.status, item.started = "running", time.monotonic()
             elif kind == "failed":
-                item.error = str(event.get("error"))
+                error = event.get("error")  # a marked Text stays one: translated when shown
+                item.error = error if isinstance(error, str) else str(error)
                 self._finish_item(item, "failed")
             else:
                 result = event.get("result")
@@ -261,6 +299,12 @@ class TrainJob:
         self.state.update(time.monotonic())
 
     def _run(self) -> None:
+        try:
+            self._train()
+        finally:
+            _count_training(-1)
+
+    def _train(self) -> None:
         from cnncompare.studies import run_grid
 
         try:

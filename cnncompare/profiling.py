@@ -266,6 +266,11 @@ class BackgroundCosts:
     in (the app warms what its next pages need there); its failure is kept in
     :attr:`then_error`, never raised. Counting runs on the meta device: no memory, and a
     training thread beside it is not slowed by hooks (see :mod:`cnncompare.counting`).
+
+    The thread waits while a training job of this process runs, before each
+    configuration and before ``then`` (:func:`cnncompare.jobs.wait_while_training`):
+    counting is Python work that would take the GIL from the training thread between its
+    operators. :meth:`paused` says when it waits; :attr:`pauses` counts the waits.
     """
 
     def __init__(self, configs: Iterable[ModelConfig],
@@ -277,12 +282,32 @@ class BackgroundCosts:
         self._results: dict[str, dict[str, int]] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._paused = threading.Event()
+        self.pauses = 0
         self._thread = threading.Thread(target=self._run, name="cnncompare-costs",
                                          daemon=True)
         self._thread.start()
 
+    def _yield_to_training(self) -> None:
+        from cnncompare import jobs  # stdlib only at import: cheap
+
+        if jobs.training_running():
+            self.pauses += 1
+            self._paused.set()
+            jobs.wait_while_training()
+            self._paused.clear()
+
+    def paused(self) -> bool:
+        """Whether the thread is waiting for a training job to finish."""
+        return self._paused.is_set()
+
+    def wait_paused(self, timeout: float | None = None) -> bool:
+        """Wait until the thread waits for a training job (tests); True when it does."""
+        return self._paused.wait(timeout)
+
     def _run(self) -> None:
         for cfg in self.configs:
+            self._yield_to_training()
             try:
                 result = forward_costs(cfg)
             except Exception as exc:  # noqa: BLE001 - kept and shown beside the table
@@ -293,6 +318,7 @@ class BackgroundCosts:
                     self._results[cfg.name] = result
         self._counted.set()
         if self._then is not None:
+            self._yield_to_training()
             try:
                 self._then()
             except Exception as exc:  # noqa: BLE001 - a warm-up that fails changes nothing

@@ -75,6 +75,7 @@ from cnncompare import paths, profiling
 from cnncompare.cache import read_json, stable_hash, write_json
 from cnncompare.checks import positive_int
 from cnncompare.devices import device_name, resolve_device, synchronize
+from cnncompare.i18n import N_
 from cnncompare.registry import ModelConfig, config_for
 from cnncompare.runtime import (
     Cancel,
@@ -236,7 +237,7 @@ def benchmark_models(
         peak = None
         if todo:
             check_feasible([jobs[i] for i in todo], settings)  # memory: before the peak
-            _report(progress, 0.0, "timing the machine's peak (matmul)")
+            _report(progress, 0.0, N_("timing the machine's peak (matmul)"))
             peak = machine_peak(settings.device, settings.dtype, cache=cache)
             check_feasible([jobs[i] for i in todo], settings, peak)
         for done, i in enumerate(todo):
@@ -247,7 +248,7 @@ def benchmark_models(
                                 peak_gflops=peak["gflops"] if peak else None)
             _write_json(paths_[i], row)  # the latest measurement, for the next reader
             rows[i] = dict(row, cached=False)
-    _report(progress, 1.0, "done")
+    _report(progress, 1.0, N_("done"))
     frame = pd.DataFrame([r for r in rows if r is not None], columns=RESULT_COLUMNS)
     return flag_batch_anomalies(frame)
 
@@ -366,8 +367,8 @@ def benchmark_one(
     settings = settings or BenchSettings()
     (batch_size,) = check_batch_sizes([batch_size])
     device = resolve_device(settings.device)
-    label = f"{cfg.name} · batch {batch_size}"
-    _report(progress, 0.0, f"{label}: building")
+    label = N_("{model} · batch {batch}", model=cfg.name, batch=batch_size)
+    _report(progress, 0.0, N_("{label}: building", label=label))
     torch.manual_seed(0)
     started = time.perf_counter()
     model = cfg.build().to(device)
@@ -376,18 +377,18 @@ def benchmark_one(
         timing = time_steps(runner.step, device, settings, progress=progress, cancel=cancel,
                             label=label)
         if settings.measure_memory and time.perf_counter() - started > settings.max_seconds:
-            peak_mb, method = math.nan, "not measured: the time budget was spent"
+            peak_mb, method = math.nan, N_("not measured: the time budget was spent")
         elif settings.measure_memory:
-            _report(progress, 0.97, f"{label}: measuring peak memory")
+            _report(progress, 0.97, N_("{label}: measuring peak memory", label=label))
             peak_mb, method = runner.measure_peak_memory()
         else:
-            peak_mb, method = math.nan, "not measured"
+            peak_mb, method = math.nan, N_("not measured")
     except (RuntimeError, ValueError) as exc:
         if "Expected more than 1 value per channel" in str(exc):
-            raise ValueError(
-                f"{cfg.name} cannot train with batch size {batch_size}: batch normalisation "
-                "needs more than one value per channel; use a batch size of 2 or more."
-            ) from None
+            raise ValueError(N_(
+                "{model} cannot train with batch size {batch}: batch normalisation needs "
+                "more than one value per channel; use a batch size of 2 or more.",
+                model=cfg.name, batch=batch_size)) from None
         raise
     finally:
         del runner, model
@@ -462,7 +463,8 @@ def time_steps(
     for i in range(settings.warmup):
         _check_cancel(cancel)
         _report(progress, 0.05 + 0.15 * i / max(settings.warmup, 1),
-                f"{label}: warm-up {i + 1}/{settings.warmup}")
+                N_("{label}: warm-up {step}/{steps}", label=label, step=i + 1,
+                   steps=settings.warmup))
         step()
         synchronize(device)
         if time.perf_counter() - started > settings.max_seconds / 4:
@@ -476,7 +478,8 @@ def time_steps(
         synchronize(device)
         times.append((time.perf_counter() - t0) * 1e3)
         _report(progress, 0.2 + 0.75 * len(times) / settings.iters,
-                f"{label}: timed step {len(times)}/{settings.iters}")
+                N_("{label}: timed step {step}/{steps}", label=label, step=len(times),
+                   steps=settings.iters))
         if len(times) >= settings.min_iters and relative_spread(times) <= settings.target_spread:
             stopped = "steady"
             break
@@ -704,12 +707,12 @@ class _StepRunner:
             self.step()
             synchronize(self.device)
             extra = torch.cuda.max_memory_allocated(self.device) - before
-            return (live + extra) / MB, "cuda allocator peak (max_memory_allocated)"
+            return (live + extra) / MB, N_("cuda allocator peak (max_memory_allocated)")
         if self.device.type == "cpu":
             extra = _cpu_step_peak(self.step)
             if extra is None:
-                return math.nan, "not measured (profiler memory events unavailable)"
-            return (live + extra) / MB, "torch.profiler CPU allocator events"
+                return math.nan, N_("not measured (profiler memory events unavailable)")
+            return (live + extra) / MB, N_("torch.profiler CPU allocator events")
         return math.nan, f"not measured on {self.device.type}"
 
 
@@ -821,7 +824,8 @@ def _sub_progress(progress: Progress | None, index: int, total: int) -> Progress
         return None
 
     def sub(fraction: float, message: str) -> None:
-        progress((index + fraction) / total, f"[{index + 1}/{total}] {message}")
+        progress((index + fraction) / total,
+                 N_("[{index}/{total}] {message}", index=index + 1, total=total, message=message))
 
     return sub
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from cnncompare import feature_maps, typicality
 from cnncompare.gradcam import grad_cam
+from cnncompare.i18n import N_, t
 from cnncompare.runtime import main_logits
 from cnncompare.uploads import small_copy
 
@@ -439,21 +440,23 @@ def feature_maps_for(clf: Classifier, image: Image.Image, *, top: int = 6,
 
 
 def agreement(preds: Sequence[Prediction]) -> str:
-    """One line: do the networks' top-1 answers agree?"""
+    """One line: do the networks' top-1 answers agree? In the current language
+    (:func:`cnncompare.i18n.t`); class names and network names stay as they are."""
     if not preds:
-        return "No model selected."
+        return t("No model selected.")
     if len(preds) == 1:
-        return f"One model: it says **{preds[0].top1}**."
+        return t("One model: it says **{answer}**.", answer=preds[0].top1)
     datasets = {p.dataset for p in preds}
     answers: dict[str, list[str]] = {}
     for p in preds:
         answers.setdefault(p.top1, []).append(p.model)
     if len(answers) == 1:
-        return f"All {len(preds)} models agree: **{preds[0].top1}**."
+        return t("All {n} models agree: **{answer}**.", n=len(preds), answer=preds[0].top1)
     parts = "; ".join(f"**{label}** ({', '.join(models)})" for label, models in answers.items())
-    note = (" (they were trained on different datasets, so their classes differ)"
-            if len(datasets) > 1 else "")
-    return f"The models disagree{note}: {parts}."
+    if len(datasets) > 1:
+        return t("The models disagree (they were trained on different datasets, so their "
+                 "classes differ): {answers}.", answers=parts)
+    return t("The models disagree: {answers}.", answers=parts)
 
 
 # ---------------------------------------------------------------- models: stored runs
@@ -475,8 +478,9 @@ def from_run(store: Any, run_id: str, device: str = "cpu", label: str | None = N
         try:
             calibration = typicality.calibrate_run(record, model, root=data_root)
         except (ValueError, OSError, RuntimeError) as exc:  # data missing or changed
-            note = (f"How typical an image is cannot be said for this run: its data could not "
-                    f"be re-created ({str(exc).splitlines()[0] if str(exc) else exc!r}).")
+            note = N_("How typical an image is cannot be said for this run: its data could "
+                      "not be re-created ({reason}).",
+                      reason=str(exc).splitlines()[0] if str(exc) else repr(exc))
     meta = record.data_meta
     names = meta.get("class_names") or []
     dataset = str(meta.get("dataset", record.dataset))

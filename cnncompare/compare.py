@@ -11,6 +11,33 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cnncompare.i18n import N_, t
+
+WORD_COLUMNS = ("status", "state", "selected_by", "mem_method")
+"""Columns whose values are English words or sentences from a fixed set (a run's status,
+how its epoch was chosen, how memory was measured): data in CSV, translated when shown."""
+
+_STORED_WORDS = (
+    N_("running"), N_("unfinished"), N_("finished"),              # store: a run's status
+    N_("stored"), N_("partial"), N_("training now"), N_("new"),   # train_config.run_status
+    N_("last epoch (stored without a validation split)"),         # store.SELECTED_LAST_EPOCH
+    N_("best validation accuracy"),
+)
+"""The words of :data:`WORD_COLUMNS` that the store and the run plan write, marked for
+translation (tests check that they match the values those modules write)."""
+
+
+def shown_words(frame: pd.DataFrame, columns=WORD_COLUMNS) -> pd.DataFrame:
+    """A copy of ``frame`` for display: each text value of ``columns`` in the current
+    language (:func:`cnncompare.i18n.t`; a value the catalogue does not hold stays as it
+    is). The data itself, and any CSV made from it, keep the English words."""
+    shown = frame.copy()
+    for column in columns:
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: t(v) if isinstance(v, str) and v
+                                              else v)
+    return shown
+
 
 def pareto_front(frame: pd.DataFrame, cost: str = "macs", score: str = "test_acc") -> pd.Series:
     """A boolean mask: the rows that no other row beats on both cost and score.

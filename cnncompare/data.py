@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from cnncompare import sources
 from cnncompare.checks import positive_int
 from cnncompare.datafiles import DATA_ROOTS_ENV, app_data_roots
+from cnncompare.i18n import N_
 from cnncompare.sources import (
     DARK_ON_LIGHT,
     DEFAULT_DATA_ROOT,
@@ -491,9 +492,10 @@ class DataCheck:
         if self.error is not None:
             return self.error.message(audience)
         if self.state == DOWNLOAD:
-            return (f"{title} is not in {self.location} yet: it will be downloaded there when "
-                    f"training starts (this needs internet access).")
-        return f"{title} is ready ({self.location})."
+            return N_("{dataset} is not in {folder} yet: it will be downloaded there when "
+                      "training starts (this needs internet access).", dataset=title,
+                      folder=self.location)
+        return N_("{dataset} is ready ({folder}).", dataset=title, folder=self.location)
 
 
 def check(

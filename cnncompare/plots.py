@@ -66,6 +66,7 @@ _AXIS_LABELS = {
     "val_acc": N_("validation accuracy (fraction)"),
     "val_loss": N_("validation loss (cross-entropy)"),
     "test_acc_mean": N_("test accuracy at the validation-chosen epoch, mean over seeds (fraction)"),
+    "final_test_acc_mean": N_("test accuracy at the last epoch, mean over seeds (fraction)"),
     "seconds_mean": N_("training time, mean over seeds (s)"),
     "train_acc": N_("train accuracy (fraction)"),
     "test_loss": N_("test loss (cross-entropy)"),
@@ -168,19 +169,24 @@ def band_curves(bands: pd.DataFrame, y: str, x: str = "epoch",
                 y=list(band["high"]) + list(band["low"])[::-1],
                 fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
                 hoverinfo="skip", showlegend=False, legendgroup=str(group),
-                name=f"{group} band"))
-        spread = "one seed" if n == 1 else ("min–max of 2 seeds" if n == 2
-                                            else f"± 1 std over {n} seeds")
+                name=t("{group} band", group=group)))
+        if n == 1:
+            legend = t("{group} (one seed)", group=group)
+        elif n == 2:
+            legend = t("{group} (min–max of 2 seeds)", group=group)
+        else:
+            legend = t("{group} (± 1 std over {n} seeds)", group=group, n=n)
+        mean_label = t("{label}, mean", label=axis_label(y))
         fig.add_trace(go.Scatter(
-            x=g["x"], y=g["mean"], mode="lines+markers", name=f"{group} ({spread})",
+            x=g["x"], y=g["mean"], mode="lines+markers", name=legend,
             legendgroup=str(group), line=dict(color=color, dash="dot" if n == 1 else None),
             hovertemplate=f"{group}<br>{axis_label(x)}: %{{x:.3g}}<br>"
-                          f"{axis_label(y)}, mean: %{{y:.4f}}<extra></extra>"))
+                          f"{mean_label}: %{{y:.4f}}<extra></extra>"))
     fig.update_xaxes(title=axis_label(x))
     if x == "epoch":
         fig.update_xaxes(tickformat="d", dtick=1 if bands.empty or bands["x"].max() <= 20
                          else None)
-    fig.update_yaxes(title=axis_label(y) + ", mean over seeds")
+    fig.update_yaxes(title=t("{label}, mean over seeds", label=axis_label(y)))
     return _style(fig, title)
 
 
@@ -199,14 +205,14 @@ def interval_bars(frame: pd.DataFrame, y: str, low: str | None = None, high: str
     """One bar per ``group``: ``y`` (a mean) with its 95% interval (``low``, ``high``) as
     an error bar; a single-seed group has no error bar and ``(1 seed)`` under its name."""
     colors = colors or {}
-    names = [f"{g} (1 seed)" if int(n) == 1 else str(g)
+    names = [t("{group} (1 seed)", group=g) if int(n) == 1 else str(g)
              for g, n in zip(frame["group"], frame["n_seeds"], strict=True)]
     fig = go.Figure(go.Bar(
         x=names, y=frame[y], marker_color=[colors.get(str(g), "#1f77b4") for g in
                                            frame["group"]],
         error_y=_error_arrays(frame, y, low, high),
         hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
-    fig.update_yaxes(title=axis_label(y) + (", log" if log else ""),
+    fig.update_yaxes(title=log_axis_label(y) if log else axis_label(y),
                      type="log" if log else "linear")
     fig.update_xaxes(title="")
     fig.update_layout(showlegend=False)
@@ -222,9 +228,9 @@ def accuracy_vs_cost(frame: pd.DataFrame, front: pd.DataFrame, cost: str = "macs
     (their interval reaches it) open diamonds, the rest open circles."""
     colors = colors or {}
     fig = go.Figure()
-    kinds = (("pareto", "on the Pareto front", "circle"),
-             ("within_noise", "within noise of the front", "diamond-open"),
-             ("other", "behind the front", "circle-open"))
+    kinds = (("pareto", t("on the Pareto front"), "circle"),
+             ("within_noise", t("within noise of the front"), "diamond-open"),
+             ("other", t("behind the front"), "circle-open"))
     kind = frame.get("pareto", pd.Series(False, frame.index)).map(
         lambda v: "pareto" if v else "other")
     if "within_noise" in frame:
@@ -235,19 +241,20 @@ def accuracy_vs_cost(frame: pd.DataFrame, front: pd.DataFrame, cost: str = "macs
             continue
         fig.add_trace(go.Scatter(
             x=part[cost], y=part[score], mode="markers+text", name=legend,
-            text=[f"{g} (1 seed)" if int(n) == 1 else str(g)
+            text=[t("{group} (1 seed)", group=g) if int(n) == 1 else str(g)
                   for g, n in zip(part["group"], part["n_seeds"], strict=True)],
             textposition="top center",
             marker=dict(size=13, symbol=symbol, line=dict(width=2),
                         color=[colors.get(str(g), "#1f77b4") for g in part["group"]]),
             error_y=_error_arrays(part, score, "test_acc_ci_low", "test_acc_ci_high"),
             hovertemplate="%{text}<br>" + axis_label(cost) + ": %{x:,.0f}<br>"
-                          + "mean accuracy: %{y:.4f}<extra></extra>"))
+                          + t("mean accuracy: {value}", value="%{y:.4f}")
+                          + "<extra></extra>"))
     if len(front):
         fig.add_trace(go.Scatter(x=front[cost], y=front[score], mode="lines",
                                  line=dict(color="#333", dash="dash", shape="hv"),
-                                 name="Pareto front (means)", hoverinfo="skip"))
-    fig.update_xaxes(title=axis_label(cost) + ", log", type="log")
+                                 name=t("Pareto front (means)"), hoverinfo="skip"))
+    fig.update_xaxes(title=log_axis_label(cost), type="log")
     fig.update_yaxes(title=axis_label(score))
     return _style(fig, title)
 
@@ -256,7 +263,8 @@ def confusion_heatmap(matrix, class_names, title: str | None = None) -> go.Figur
     """Rows: true class; columns: predicted class; cells: counts."""
     names = [str(c) for c in class_names]
     fig = px.imshow(matrix, x=names, y=names, text_auto=True, color_continuous_scale="Blues",
-                    labels=dict(x="predicted class", y="true class", color="images"),
+                    labels=dict(x=t("predicted class"), y=t("true class"),
+                                color=t("images")),
                     aspect="equal")
     fig.update_xaxes(side="bottom", type="category")
     fig.update_yaxes(type="category")
@@ -266,7 +274,7 @@ def confusion_heatmap(matrix, class_names, title: str | None = None) -> go.Figur
 def per_class_accuracy(frame: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Bars of ``accuracy`` per ``class``."""
     fig = px.bar(frame, x="class", y="accuracy", range_y=[0, 1],
-                 labels={"accuracy": "accuracy (fraction)", "class": "class"})
+                 labels={"accuracy": t("accuracy (fraction)"), "class": t("class")})
     fig.update_xaxes(type="category")
     return _style(fig, title)
 
@@ -286,7 +294,7 @@ def topk_bars(frame: pd.DataFrame, model: str | None = None,
         text=[f"{p:.1%}" for p in frame["probability"]], textposition="auto",
         hovertemplate="%{y}: %{x:.2%}<extra></extra>",
     ))
-    fig.update_xaxes(range=[0, 1], tickformat=".0%", title="probability")
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title=t("probability"))
     fig.update_yaxes(type="category", autorange="reversed", categoryorder="array",
                      categoryarray=labels)
     fig.update_layout(height=60 + 32 * len(labels), showlegend=False)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from cnncompare.classify import Classifier, InputSpec
+from cnncompare.i18n import N_
 
 IMAGENET_MODELS: tuple[str, ...] = (
     "alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "densenet121",
@@ -84,18 +85,18 @@ def load_pretrained(name: str, *, download: bool = False) -> Classifier:
     status = pretrained_status(name)
     weights = getattr(tvm.get_model_weights(name), status.weights)
     if not status.cached and not download:
-        raise WeightsUnavailable(
-            f"The ImageNet weights for {name} are not in the torch cache "
-            f"({status.path.parent}), and downloading is off."
-        )
+        raise WeightsUnavailable(N_(
+            "The ImageNet weights for {name} are not in the torch cache ({folder}), and "
+            "downloading is off.", name=name, folder=str(status.path.parent)))
     try:
         state = torch.hub.load_state_dict_from_url(
             status.url, progress=False, check_hash=True, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - network, disk, hash or pickle trouble alike
-        verb = "read" if status.cached else "download"
-        raise WeightsUnavailable(
-            f"Could not {verb} the ImageNet weights for {name} ({status.url}): {err}"
-        ) from err
+        message = (N_("Could not read the ImageNet weights for {name} ({url}): {error}",
+                      name=name, url=status.url, error=str(err)) if status.cached else
+                   N_("Could not download the ImageNet weights for {name} ({url}): {error}",
+                      name=name, url=status.url, error=str(err)))
+        raise WeightsUnavailable(message) from err
     kwargs: dict[str, Any] = {}
     if name == "googlenet":  # torchvision's own settings for its pretrained GoogLeNet
         kwargs = {"aux_logits": True, "transform_input": True, "init_weights": False}
@@ -105,10 +106,9 @@ def load_pretrained(name: str, *, download: bool = False) -> Classifier:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise WeightsUnavailable(
-            f"The cached file {status.path.name} does not fit torchvision's {name}: "
-            f"{str(err).splitlines()[0]}"
-        ) from err
+        raise WeightsUnavailable(N_(
+            "The cached file {file} does not fit torchvision's {name}: {error}",
+            file=status.path.name, name=name, error=str(err).splitlines()[0])) from err
     if name == "googlenet":
         model.aux_logits = False
         model.aux1 = model.aux2 = None
@@ -122,6 +122,6 @@ def load_pretrained(name: str, *, download: bool = False) -> Classifier:
                       details={"weights": status.weights, "file": str(status.path),
                                "acc@1": weights.meta.get("_metrics", {}).get(
                                    "ImageNet-1K", {}).get("acc@1")},
-                      calibration_note=(
+                      calibration_note=N_(
                           "How typical an image is cannot be said for torchvision's ImageNet "
                           "weights: their training and validation images are not here."))

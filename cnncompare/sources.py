@@ -37,6 +37,7 @@ import torch
 
 from cnncompare import datafiles, paths
 from cnncompare.checks import unknown_name
+from cnncompare.i18n import N_, Text
 
 DEFAULT_DATA_ROOT = paths.DATA_DIR / "datasets"
 """Where torchvision datasets are looked for (and downloaded to) when no root is given."""
@@ -56,15 +57,15 @@ _DIGIT_NAMES = tuple(str(i) for i in range(10))
 _GET_IT = {
     "cli": "Get it with --download on a machine with internet access (it is saved under "
            "{root}), or point --data-root at a folder that holds it.",
-    "app": "Tick \u201cDownload if missing\u201d to fetch it when training starts (the server "
-           "needs internet access; it is saved under {root}), or enter in \u201cData "
-           "root\u201d a folder that holds it.",
+    "app": N_("Tick \u201cDownload if missing\u201d to fetch it when training starts (the "
+              "server needs internet access; it is saved under {root}), or enter in "
+              "\u201cData root\u201d a folder that holds it."),
 }
 _REPLACE_IT = {
     "cli": "Delete them and get them again with --download, or point --data-root at another "
            "folder.",
-    "app": "Delete them and tick \u201cDownload if missing\u201d, or enter another folder in "
-           "\u201cData root\u201d.",
+    "app": N_("Delete them and tick \u201cDownload if missing\u201d, or enter another folder "
+              "in \u201cData root\u201d."),
 }
 
 
@@ -88,8 +89,12 @@ class DatasetNotFoundError(FileNotFoundError):
 
 def _not_found(first: str, how: dict[str, str], **fields: Any) -> DatasetNotFoundError:
     """An error whose first sentence is shared and whose second tells each audience what
-    to do; ``fields`` fill the named placeholders of both."""
-    return DatasetNotFoundError(*(f"{first} {how[a].format(**fields)}" for a in ("cli", "app")))
+    to do; ``fields`` fill the named placeholders of both. The app's wording stays a marked
+    :class:`~cnncompare.i18n.Text` (two whole sentences), translated where it is shown."""
+    fields = {k: str(v) for k, v in fields.items()}
+    then = Text(how["app"], **fields) if fields else how["app"]
+    return DatasetNotFoundError(f"{first} {how['cli'].format(**fields)}",
+                                N_("{first} {then}", first=first, then=then))
 
 
 class UnreadableImagesWarning(UserWarning):
@@ -166,12 +171,11 @@ class Pools(NamedTuple):
 def not_allowed_error(title: str, root: str | os.PathLike) -> DatasetNotFoundError:
     """The one message for a data root that does not exist or may not be read here: it
     does not say which, so the app reveals nothing about the server's files."""
-    return DatasetNotFoundError(
-        f"Cannot read {title} from {os.fspath(root)}: the folder was not found or is not "
-        f"allowed. Data roots must be inside one of the folders this server allows (the "
-        f"results home, the project's data folder, or one named in "
-        f"{datafiles.DATA_ROOTS_ENV})."
-    )
+    return DatasetNotFoundError(N_(
+        "Cannot read {dataset} from {root}: the folder was not found or is not allowed. Data "
+        "roots must be inside one of the folders this server allows (the results home, the "
+        "project's data folder, or one named in {env}).", dataset=title, root=os.fspath(root),
+        env=datafiles.DATA_ROOTS_ENV))
 
 
 def _data_root(src: DatasetSource, root: str | os.PathLike | None, download: bool,
@@ -220,7 +224,7 @@ class DatasetSource:
 
     def root_needed(self) -> DatasetNotFoundError:
         """The error for a dataset without a default root when none is given."""
-        return DatasetNotFoundError(f"{self.info.title} needs a data root.")
+        return DatasetNotFoundError(N_("{dataset} needs a data root.", dataset=self.info.title))
 
     def read(self, source: Source, input_size: int, in_channels: int) -> Pools:
         """Every image of a located source, at native size (image folders: at
@@ -229,7 +233,8 @@ class DatasetSource:
 
     def fetch(self, source: Source) -> Source:
         """Download a planned source and locate it again."""
-        raise DatasetNotFoundError(f"{self.info.title} cannot be downloaded.")
+        raise DatasetNotFoundError(N_("{dataset} cannot be downloaded.",
+                                      dataset=self.info.title))
 
     def split_counts(self, source: Source, input_size: int, in_channels: int) -> dict[str, int]:
         """Images per split: ``{"train": n, "test": m}`` or ``{"pool": n}``."""
@@ -265,8 +270,9 @@ class DigitsSource(DatasetSource):
     """scikit-learn's 1,797 bundled 8x8 digits, scaled to 0..255; no files, no root."""
 
     info = DatasetInfo(
-        "digits", "scikit-learn digits", 1, 28, LIGHT_ON_DARK, _DIGIT_NAMES, False,
-        "1,797 handwritten 8x8 digits bundled with scikit-learn, upsampled; works offline.",
+        "digits", N_("scikit-learn digits"), 1, 28, LIGHT_ON_DARK, _DIGIT_NAMES, False,
+        N_("1,797 handwritten 8x8 digits bundled with scikit-learn, upsampled; works "
+           "offline."),
     )
     official_counts = {"pool": 1797}
 
@@ -326,10 +332,12 @@ class IdxSource(DatasetSource):
                           f"{self.info.name}:official",
                           counts=tuple(self.official_counts.items()), present=False)
         where = ", ".join(str(f) for f in self._folders(base))
-        raise _not_found(
-            f"{self.info.title} not found: looked for {_IDX_FILES['train_images']}[.gz] and "
-            f"the other IDX files (or at least the test split, {_IDX_FILES['test_images']}[.gz] "
-            f"and {_IDX_FILES['test_labels']}[.gz]) in {where}.", _GET_IT, root=base)
+        raise _not_found(N_(
+            "{dataset} not found: looked for {train}[.gz] and the other IDX files (or at least "
+            "the test split, {test}[.gz] and {labels}[.gz]) in {where}.",
+            dataset=self.info.title, train=_IDX_FILES["train_images"],
+            test=_IDX_FILES["test_images"], labels=_IDX_FILES["test_labels"], where=where),
+            _GET_IT, root=base)
 
     @staticmethod
     def _find(folder: Path, stem: str,
@@ -357,7 +365,8 @@ class IdxSource(DatasetSource):
         return counts
 
     def _unreadable(self, folder: Path | str, exc: Exception) -> DatasetNotFoundError:
-        return _not_found(f"{self.info.title} files in {folder} are unreadable ({exc}).",
+        return _not_found(N_("{dataset} files in {folder} are unreadable ({error}).",
+                             dataset=self.info.title, folder=str(folder), error=str(exc)),
                           _REPLACE_IT)
 
     def read(self, source: Source, input_size: int, in_channels: int) -> Pools:
@@ -407,7 +416,7 @@ class CifarSource(DatasetSource):
         "cifar10", "CIFAR-10", 3, 32, NATURAL,
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
          "truck"), True,
-        "60,000 32x32 colour images in 10 classes (50,000 train, 10,000 test).", True,
+        N_("60,000 32x32 colour images in 10 classes (50,000 train, 10,000 test)."), True,
     )
     official_counts = {"train": 50000, "test": 10000}
     batches = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
@@ -422,16 +431,18 @@ class CifarSource(DatasetSource):
             return Source("cifar10", "official", str(base / "cifar-10-batches-py"),
                           "cifar10:official", counts=tuple(self.official_counts.items()),
                           present=False)
-        raise _not_found(
-            f"{self.info.title} not found: looked for data_batch_1 ... data_batch_5 and "
-            f"test_batch in {base / 'cifar-10-batches-py'} and {base}.", _GET_IT, root=base)
+        raise _not_found(N_(
+            "{dataset} not found: looked for data_batch_1 ... data_batch_5 and test_batch in "
+            "{folder} and {base}.", dataset=self.info.title,
+            folder=str(base / "cifar-10-batches-py"), base=str(base)), _GET_IT, root=base)
 
     def read(self, source: Source, input_size: int, in_channels: int) -> Pools:
         try:
             parts = [datafiles.read_cifar_batch(source.file(b)) for b in self.batches]
         except (OSError, ValueError) as exc:
-            raise _not_found(f"{self.info.title} files in {source.location} are unreadable "
-                             f"({exc}).", _REPLACE_IT) from None
+            raise _not_found(N_("{dataset} files in {folder} are unreadable ({error}).",
+                                dataset=self.info.title, folder=str(source.location),
+                                error=str(exc)), _REPLACE_IT) from None
 
         def pool(chunk) -> Pool:
             return Pool(torch.from_numpy(np.concatenate([x for x, _ in chunk])),
@@ -458,8 +469,8 @@ class ImageFolderSource(DatasetSource):
     """A folder with one subfolder of images per class, as torchvision's ImageFolder."""
 
     info = DatasetInfo(
-        "imagefolder", "Image folder", 3, 32, NATURAL, None, True,
-        "Your own images: a folder with one subfolder per class.",
+        "imagefolder", N_("Image folder"), 3, 32, NATURAL, None, True,
+        N_("Your own images: a folder with one subfolder per class."),
     )
     reads_at_size = True
     default_root = None
@@ -468,17 +479,19 @@ class ImageFolderSource(DatasetSource):
         return DatasetNotFoundError(
             "The imagefolder dataset needs --data-root pointing at a folder with one "
             "subfolder of images per class.",
-            "An image folder needs a \u201cData root\u201d: a folder with one subfolder of "
-            "images per class.",
+            N_("An image folder needs a \u201cData root\u201d: a folder with one subfolder of "
+               "images per class."),
         )
 
     def locate(self, base: Path, *, download: bool,
                confine: Sequence[str | os.PathLike] | None) -> Source:
         if not base.is_dir():
-            raise DatasetNotFoundError(f"Image folder {base} does not exist.")
+            raise DatasetNotFoundError(N_("Image folder {folder} does not exist.",
+                                          folder=str(base)))
         classes, samples = datafiles.walk_image_folder(base)
         if len(classes) < 2:
-            raise ValueError(f"Image folder {base} needs at least two class subfolders.")
+            raise ValueError(N_("Image folder {folder} needs at least two class subfolders.",
+                                folder=str(base)))
         h = hashlib.sha256()
         for path, label, size, mtime in sorted(samples):
             h.update(f"{os.path.relpath(path, base)}|{label}|{size}|{mtime}\n".encode())
@@ -531,7 +544,8 @@ class ImageFolderSource(DatasetSource):
             xs.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
             ys.append(label)
         if not xs:
-            raise DatasetNotFoundError(f"No readable images in {source.location}.")
+            raise DatasetNotFoundError(N_("No readable images in {folder}.",
+                                          folder=str(source.location)))
         pool = Pool(torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64))
         return Pools(pool, None, source.classes, tuple(bad))
 
@@ -540,8 +554,9 @@ def _download_failed(info: DatasetInfo, where: Path, reason: str) -> DatasetNotF
     return DatasetNotFoundError(
         f"Could not download {info.title} to {where}: {reason}. Without internet access, "
         f"point --data-root at a folder that holds it.",
-        f"Could not download {info.title} to {where}: {reason}. Without internet access, "
-        f"enter in \u201cData root\u201d a folder that holds it.",
+        N_("Could not download {dataset} to {folder}: {reason}. Without internet access, "
+           "enter in \u201cData root\u201d a folder that holds it.", dataset=info.title,
+           folder=str(where), reason=str(reason)),
     )
 
 
@@ -557,13 +572,13 @@ SOURCES: dict[str, DatasetSource] = {
     "digits": DigitsSource(),
     "mnist": IdxSource(DatasetInfo(
         "mnist", "MNIST", 1, 28, LIGHT_ON_DARK, _DIGIT_NAMES, True,
-        "70,000 handwritten 28x28 digits (60,000 train, 10,000 test).", True,
+        N_("70,000 handwritten 28x28 digits (60,000 train, 10,000 test)."), True,
     ), "MNIST"),
     "fashion-mnist": IdxSource(DatasetInfo(
         "fashion-mnist", "Fashion-MNIST", 1, 28, LIGHT_ON_DARK,
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
          "Bag", "Ankle boot"), True,
-        "70,000 28x28 clothing images in 10 classes (60,000 train, 10,000 test).", True,
+        N_("70,000 28x28 clothing images in 10 classes (60,000 train, 10,000 test)."), True,
     ), "FashionMNIST"),
     "cifar10": CifarSource(),
     "imagefolder": ImageFolderSource(),

@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from cnncompare.compare import pareto_front
+from cnncompare.i18n import N_, Text, t
 from cnncompare.train_config import OPTIMIZERS, TrainConfig, plan_runs
 
 CONFIDENCE = 0.95
@@ -46,13 +47,14 @@ def _parse_bool(text: str) -> bool:
         return True
     if low in ("off", "false", "no", "0"):
         return False
-    raise ValueError(f"expected on or off, got {text!r}")
+    raise ValueError(N_("expected on or off, got {text}", text=repr(text)))
 
 
 def _parse_optimizer(text: str) -> str:
     name = text.strip().lower()
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {text!r}")
+        raise ValueError(N_("optimizer must be one of {choices}, got {text}",
+                            choices=", ".join(OPTIMIZERS), text=repr(text)))
     return name
 
 
@@ -68,15 +70,22 @@ class Factor:
 
 
 FACTORS: dict[str, Factor] = {
-    "model": Factor("model", "Model", str, "{value}"),
-    "optimizer": Factor("optimizer", "Optimizer", _parse_optimizer, "{value}"),
-    "lr": Factor("lr", "Learning rate", float, "lr {value:g}"),
-    "batch_size": Factor("batch_size", "Batch size", int, "batch {value}"),
-    "width": Factor("width", "Width", float, "width {value:g}"),
-    "train_size": Factor("train_size", "Training-set size", int, "{value} train images"),
-    "augment": Factor("augment", "Augmentation", _parse_bool, "augment {value}"),
+    "model": Factor("model", N_("Model"), str, "{value}"),
+    "optimizer": Factor("optimizer", N_("Optimizer"), _parse_optimizer, "{value}"),
+    "lr": Factor("lr", N_("Learning rate"), float, "lr {value:g}"),
+    "batch_size": Factor("batch_size", N_("Batch size"), int, "batch {value}"),
+    "width": Factor("width", N_("Width"), float, "width {value:g}"),
+    "train_size": Factor("train_size", N_("Training-set size"), int, "{value} train images"),
+    "augment": Factor("augment", N_("Augmentation"), _parse_bool, "augment {value}"),
 }
-"""The factors a study compares: the model (default) or one hyperparameter."""
+"""The factors a study compares: the model (default) or one hyperparameter. Titles are
+English (marked for translation: ``t(FACTORS[f].title)`` where shown); a group's label is
+data and stays as it is."""
+
+_FACTOR_NOUNS = (N_("model"), N_("optimizer"), N_("learning rate"), N_("batch size"),
+                 N_("width"), N_("training-set size"), N_("augmentation"))
+"""Each factor's title in lower case, as messages name it (marked so that a message's
+``{factor}`` argument is translated where the message is shown)."""
 
 
 def factor_info(name: str) -> Factor:
@@ -130,15 +139,18 @@ def parse_values(factor: str, text: str) -> list[Any]:
     info = factor_info(factor)
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     if not items:
-        raise ValueError(f"give at least one value of {info.title.lower()}")
+        raise ValueError(N_("give at least one value of {factor}", factor=info.title.lower()))
     values = []
     for item in items:
         try:
             values.append(info.parse(item))
         except ValueError as exc:
-            raise ValueError(f"bad value {item!r} of {info.title.lower()}: {exc}") from None
+            raise ValueError(N_("bad value {value} of {factor}: {error}", value=repr(item),
+                                factor=info.title.lower(),
+                                error=exc.args[0] if exc.args else str(exc))) from None
     if len(set(values)) != len(values):
-        raise ValueError(f"the values of {info.title.lower()} must not repeat, got {items}")
+        raise ValueError(N_("the values of {factor} must not repeat, got {items}",
+                            factor=info.title.lower(), items=str(items)))
     return values
 
 
@@ -151,13 +163,15 @@ def study_configs(models: Sequence[str], seeds: Sequence[int], *, factor: str = 
     shared one."""
     factor_info(factor)
     if not models:
-        raise ValueError("choose at least one model")
+        raise ValueError(N_("choose at least one model"))
     if factor != "model" and not values:
-        raise ValueError(f"give the values of {FACTORS[factor].title.lower()} to compare")
+        raise ValueError(N_("give the values of {factor} to compare",
+                            factor=FACTORS[factor].title.lower()))
     levels = list(values) if factor != "model" else [None]
     size = len(models) * len(levels) * len(seeds)
     if size > MAX_RUNS:
-        raise ValueError(f"this study has {size:,} runs; at most {MAX_RUNS:,} are allowed")
+        raise ValueError(N_("this study has {size} runs; at most {limit} are allowed",
+                            size=f"{size:,}", limit=f"{MAX_RUNS:,}"))
     out: list[TrainConfig] = []
     for model in models:
         for level in levels:
@@ -238,7 +252,10 @@ class LocalExecutor:
                 result = train(cfg, **kwargs)
             except Exception as exc:  # reported per run; the next one still trains
                 if tell:
-                    tell({"kind": "failed", "error": f"{type(exc).__name__}: {exc}"})
+                    tell({"kind": "failed", "error": N_(
+                        "{kind}: {message}", kind=type(exc).__name__,
+                        message=exc.args[0] if len(exc.args) == 1 and
+                        isinstance(exc.args[0], Text) else str(exc))})
                 out.append(exc)
                 continue
             if tell:
@@ -503,7 +520,8 @@ def compare_pairs(summary: pd.DataFrame, alpha: float = 1 - CONFIDENCE) -> list[
 def separability(summary: pd.DataFrame) -> str:
     """Which groups the data can and cannot tell apart at this number of seeds, in
     words: Welch's t-test at the 5% level on each pair of groups with two or more seeds
-    (neighbours in the ranking only, when there are more than five groups)."""
+    (neighbours in the ranking only, when there are more than five groups). In the current
+    language (:func:`cnncompare.i18n.t`): English unless a page chose another."""
     if summary.empty:
         return ""
     single = summary[summary["n_seeds"] < 2]["group"].astype(str).tolist()
@@ -517,24 +535,28 @@ def separability(summary: pd.DataFrame) -> str:
             order = list(multi["group"].astype(str))
             neighbours = set(zip(order, order[1:], strict=False))
             pairs = [p for p in pairs if (p.better, p.worse) in neighbours]
-        clear = ", ".join(f"{p.better} > {p.worse}" for p in pairs if p.clear)
-        unclear = ", ".join(f"{p.better} and {p.worse}" for p in pairs if not p.clear)
+        clear = ", ".join(t("{better} > {worse}", better=p.better, worse=p.worse)
+                          for p in pairs if p.clear)
+        unclear = ", ".join(t("{better} and {worse}", better=p.better, worse=p.worse)
+                            for p in pairs if not p.clear)
         if clear and unclear:
-            sentences.append(
-                f"At {seeds} seeds per group, Welch's t-test (5% level) tells apart "
-                f"{clear}, but it cannot tell apart {unclear}.")
+            sentences.append(t(
+                "At {seeds} seeds per group, Welch's t-test (5% level) tells apart "
+                "{clear}, but it cannot tell apart {unclear}.",
+                seeds=seeds, clear=clear, unclear=unclear))
         elif clear:
-            sentences.append(
-                f"At {seeds} seeds per group, Welch's t-test (5% level) tells every pair "
-                f"compared apart: {clear}.")
+            sentences.append(t(
+                "At {seeds} seeds per group, Welch's t-test (5% level) tells every pair "
+                "compared apart: {clear}.", seeds=seeds, clear=clear))
         else:
-            sentences.append(
-                f"At {seeds} seeds per group, Welch's t-test (5% level) cannot tell any of "
-                f"these groups apart: {unclear}. More seeds would be needed to rank them.")
+            sentences.append(t(
+                "At {seeds} seeds per group, Welch's t-test (5% level) cannot tell any of "
+                "these groups apart: {unclear}. More seeds would be needed to rank them.",
+                seeds=seeds, unclear=unclear))
     elif len(multi) == 1 and not single:
-        sentences.append("There is only one group, so there is nothing to tell apart.")
+        sentences.append(t("There is only one group, so there is nothing to tell apart."))
     if single:
-        names = ", ".join(single)
-        sentences.append(f"These groups have a single seed, so they have no interval and no "
-                         f"difference involving them can be tested: {names}.")
+        sentences.append(t("These groups have a single seed, so they have no interval and no "
+                           "difference involving them can be tested: {names}.",
+                           names=", ".join(single)))
     return " ".join(sentences)

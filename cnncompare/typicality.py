@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cnncompare.i18n import N_, t
 from cnncompare.runtime import main_logits
 
 MAX_COMPONENTS = 64
@@ -40,6 +41,8 @@ MAX_CALIBRATION_IMAGES = 2000
 UNLIKE = 0.01
 UNUSUAL = 0.05
 TYPICAL, UNUSUAL_VERDICT, UNLIKE_VERDICT = "typical", "unusual", "unlike"
+SPLIT_WORDS = {"validation": N_("validation"), "test": N_("test")}
+"""The held-out splits as :meth:`Typicality.sentences` names them (marked for translation)."""
 
 
 @dataclass(frozen=True)
@@ -80,24 +83,26 @@ class Typicality:
     calibration_size: int
 
     def sentences(self, model: str) -> list[str]:
-        """The verdict and its evidence, as whole sentences naming ``model``."""
-        n, split = self.calibration_size, self.split
+        """The verdict and its evidence, as whole sentences naming ``model``, in the current
+        language (:func:`cnncompare.i18n.t`)."""
+        n, split = self.calibration_size, t(SPLIT_WORDS.get(self.split, self.split))
         pixel_share = f"{1 - self.pixel_rank:.0%}"
         network_share = f"{1 - self.network_rank:.0%}"
         if self.verdict == UNLIKE_VERDICT:
-            first = (f"This image looks like nothing {model} was trained on, so its answer "
-                     "means little.")
+            first = t("This image looks like nothing {model} was trained on, so its answer "
+                      "means little.", model=model)
         elif self.verdict == UNUSUAL_VERDICT:
-            first = (f"This image is unusual for {model}: few of its {split} images are as "
-                     "far from what it was trained on.")
+            first = t("This image is unusual for {model}: few of its {split} images are as "
+                      "far from what it was trained on.", model=model, split=split)
         else:
-            first = f"This image is typical of what {model} was trained on."
+            first = t("This image is typical of what {model} was trained on.", model=model)
         return [
             first,
-            f"By its pixels (their distance to the training images' main patterns), it is "
-            f"more unusual than {pixel_share} of the {n} {split} images.",
-            f"By its logits (their energy), it is more unusual than {network_share} of the "
-            f"{n} {split} images.",
+            t("By its pixels (their distance to the training images' main patterns), it is "
+              "more unusual than {share} of the {n} {split} images.", share=pixel_share, n=n,
+              split=split),
+            t("By its logits (their energy), it is more unusual than {share} of the "
+              "{n} {split} images.", share=network_share, n=n, split=split),
         ]
 
 
@@ -151,9 +156,10 @@ def score(cal: Calibration, x: Tensor, logits: Tensor) -> Typicality:
     # The share of held-out images at least as atypical as this input.
     pixel_rank = float((n - np.searchsorted(cal.pixel, residual, side="left")) / n)
     network_rank = float(np.searchsorted(cal.energy, e, side="right") / n)
-    t = min(pixel_rank, network_rank)
-    verdict = UNLIKE_VERDICT if t < UNLIKE else (UNUSUAL_VERDICT if t < UNUSUAL else TYPICAL)
-    return Typicality(t, pixel_rank, network_rank, verdict, cal.split, n)
+    share = min(pixel_rank, network_rank)
+    verdict = (UNLIKE_VERDICT if share < UNLIKE else
+               UNUSUAL_VERDICT if share < UNUSUAL else TYPICAL)
+    return Typicality(share, pixel_rank, network_rank, verdict, cal.split, n)
 
 
 def calibrate_run(record: Any, model: nn.Module, *, root: Any = None) -> Calibration:

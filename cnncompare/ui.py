@@ -376,7 +376,7 @@ def run_benchmark(names: tuple[str, ...], batch_sizes: tuple[int, ...], settings
     bar = st.progress(0.0, text=t("Starting the benchmark..."))
 
     def progress(fraction: float, message: str) -> None:
-        bar.progress(fraction, text=message)
+        bar.progress(fraction, text=t(message))  # benchmark's messages: marked English
 
     frame = benchmark.benchmark_models(list(names), list(batch_sizes), settings, preset=preset,
                                        progress=progress, cache=reuse, **config)
@@ -447,7 +447,7 @@ def _runs_stamp(run_ids: tuple[str, ...], runs: pd.DataFrame) -> str:
     return f"{paths.home()}|" + "|".join(map(str, rows.itertuples(index=False)))
 
 
-@st.cache_data(show_spinner="Profiling the chosen runs...", max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32)
 def _results_table(run_ids: tuple[str, ...], stamp: str) -> pd.DataFrame:
     from cnncompare.compare import results_table
     from cnncompare.store import ResultsStore
@@ -458,7 +458,8 @@ def _results_table(run_ids: tuple[str, ...], stamp: str) -> pd.DataFrame:
 def results_table(run_ids: tuple[str, ...], runs: pd.DataFrame) -> pd.DataFrame:
     """The Compare page's table for ``run_ids`` (cached until one of them changes in
     ``runs``, the store's listing the page already holds)."""
-    return _results_table(tuple(run_ids), _runs_stamp(tuple(run_ids), runs))
+    with st.spinner(t("Profiling the chosen runs...")):
+        return _results_table(tuple(run_ids), _runs_stamp(tuple(run_ids), runs))
 
 
 def measure_speed(run_ids: tuple[str, ...], progress=None) -> None:

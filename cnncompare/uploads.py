@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, UnidentifiedImageError
 
+from cnncompare.i18n import N_, Text
 from cnncompare.image_headers import (  # noqa: F401 - inspect_image is public here too
     MAX_JPEG_SCANS,
     ImageFacts,
@@ -135,20 +136,27 @@ def _mib(n: float) -> str:
 
 
 def _what_text_is_this(data: bytes) -> str | None:
-    """A name for bytes that are text (SVG, HTML, ...), or None if they do not look like text."""
+    """The refusal for bytes that are text (SVG, HTML, ...), or None if they do not look
+    like text."""
     head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if b"<svg" in head or (head.startswith(b"<?xml") and b"svg" in head):
-        return "an SVG drawing (vector graphics): export it as PNG first"
+        return N_("This file is an SVG drawing (vector graphics): export it as PNG first. "
+                  "Upload a {accepted} image.", accepted=_accepted())
     if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head[:512]:
-        return "an HTML page, not an image"
+        return N_("This file is an HTML page, not an image. Upload a {accepted} image.",
+                  accepted=_accepted())
     if head.startswith((b"<?xml", b"<")):
-        return "an XML or markup document, not an image"
+        return N_("This file is an XML or markup document, not an image. Upload a {accepted} "
+                  "image.", accepted=_accepted())
     try:
         head.decode("utf-8")
     except UnicodeDecodeError:
         return None
     printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
-    return "a text file, not an image" if head and printable / len(head) > 0.95 else None
+    if head and printable / len(head) > 0.95:
+        return N_("This file is a text file, not an image. Upload a {accepted} image.",
+                  accepted=_accepted())
+    return None
 
 
 def _accepted() -> str:
@@ -159,15 +167,16 @@ def _unidentified(data: bytes) -> ImageError:
     """The clearest refusal for bytes that no accepted Pillow plugin would open."""
     fmt = magic_format(data)
     if fmt in ("PNG", "JPEG", "GIF", "WebP", "BMP"):
-        return ImageError(f"This file starts like a {fmt} image but its header is damaged "
-                          "or incomplete, so it could not be read.")
+        return ImageError(N_("This file starts like a {format} image but its header is "
+                             "damaged or incomplete, so it could not be read.", format=fmt))
     if fmt:
-        return ImageError(f"This is a {fmt} file; upload a {_accepted()} image instead.")
+        return ImageError(N_("This is a {format} file; upload a {accepted} image instead.",
+                             format=fmt, accepted=_accepted()))
     what = _what_text_is_this(data)
     if what:
-        return ImageError(f"This file is {what}. Upload a {_accepted()} image.")
-    return ImageError(f"This file is not a {_accepted()} image (its contents are not one of "
-                      "these formats, whatever its name says).")
+        return ImageError(what)
+    return ImageError(N_("This file is not a {accepted} image (its contents are not one of "
+                         "these formats, whatever its name says).", accepted=_accepted()))
 
 
 def _size_refusal(facts: ImageFacts, max_pixels: int, nbytes: int) -> str | None:
@@ -176,20 +185,24 @@ def _size_refusal(facts: ImageFacts, max_pixels: int, nbytes: int) -> str | None
         return None
     w, h = facts.width, facts.height
     if w < 1 or h < 1:
-        return f"The image has no pixels ({w}x{h})."
+        return N_("The image has no pixels ({width}x{height}).", width=w, height=h)
     if w * h > max_pixels:
-        bomb = (" A file this small that claims so many pixels is a decompression bomb."
-                if nbytes * 100 < w * h else "")
-        return (f"The image is {w:,}x{h:,} pixels ({w * h / 1e6:,.0f} megapixels); the "
-                f"limit is {max_pixels / 1e6:,.0f} megapixels. Scale it down and upload "
-                f"again.{bomb}")
+        sizes = dict(width=f"{w:,}", height=f"{h:,}", megapixels=f"{w * h / 1e6:,.0f}",
+                     limit=f"{max_pixels / 1e6:,.0f}")
+        if nbytes * 100 < w * h:
+            return N_("The image is {width}x{height} pixels ({megapixels} megapixels); the "
+                      "limit is {limit} megapixels. Scale it down and upload again. A file "
+                      "this small that claims so many pixels is a decompression bomb.",
+                      **sizes)
+        return N_("The image is {width}x{height} pixels ({megapixels} megapixels); the "
+                  "limit is {limit} megapixels. Scale it down and upload again.", **sizes)
     if max(w, h) > MAX_SIDE:
-        return (f"The image is {w:,}x{h:,} pixels; the longest side allowed is "
-                f"{MAX_SIDE:,} pixels.")
+        return N_("The image is {width}x{height} pixels; the longest side allowed is "
+                  "{limit} pixels.", width=f"{w:,}", height=f"{h:,}", limit=f"{MAX_SIDE:,}")
     if facts.scans > MAX_JPEG_SCANS:
-        return (f"This JPEG has more than {MAX_JPEG_SCANS} scans (ordinary ones have 1 to "
-                "about 20). Each scan is another pass over the whole picture, so decoding "
-                "it could take minutes. Save it again as an ordinary JPEG.")
+        return N_("This JPEG has more than {limit} scans (ordinary ones have 1 to about 20). "
+                  "Each scan is another pass over the whole picture, so decoding it could "
+                  "take minutes. Save it again as an ordinary JPEG.", limit=MAX_JPEG_SCANS)
     return facts.too_little_data
 
 
@@ -242,25 +255,28 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
         try:
             img = Image.open(io.BytesIO(data), formats=list(FORMATS))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise ImageError(
+            raise ImageError(N_(
                 "The image claims more pixels than can be decoded safely "
-                f"(a decompression bomb?): {err}"
-            ) from None
+                "(a decompression bomb?): {error}", error=str(err))) from None
         except UnidentifiedImageError:
             raise _unidentified(data) from None
         except Exception as err:  # noqa: BLE001 - hostile bytes can break any parser
-            raise ImageError(f"The image header could not be read ({err}).") from None
+            raise ImageError(N_("The image header could not be read ({error}).",
+                                error=str(err))) from None
     width, height = img.size
     if width < 1 or height < 1:
-        raise ImageError(f"The image has no pixels ({width}x{height}).")
+        raise ImageError(N_("The image has no pixels ({width}x{height}).", width=width,
+                            height=height))
     if width * height > max_pixels:
-        raise ImageError(
-            f"The image is {width:,}x{height:,} pixels ({width * height / 1e6:,.0f} megapixels); "
-            f"the limit is {max_pixels / 1e6:,.0f} megapixels. Scale it down and upload again."
-        )
+        raise ImageError(N_(
+            "The image is {width}x{height} pixels ({megapixels} megapixels); the limit is "
+            "{limit} megapixels. Scale it down and upload again.", width=f"{width:,}",
+            height=f"{height:,}", megapixels=f"{width * height / 1e6:,.0f}",
+            limit=f"{max_pixels / 1e6:,.0f}"))
     if max(width, height) > MAX_SIDE:
-        raise ImageError(f"The image is {width:,}x{height:,} pixels; the longest side allowed "
-                         f"is {MAX_SIDE:,} pixels.")
+        raise ImageError(N_("The image is {width}x{height} pixels; the longest side allowed "
+                            "is {limit} pixels.", width=f"{width:,}", height=f"{height:,}",
+                            limit=f"{MAX_SIDE:,}"))
     return img
 
 
@@ -272,11 +288,10 @@ def _load_pixels(img: Image.Image) -> None:
             img.seek(0)
             img.load()
         except MemoryError:
-            raise ImageError("The image is too large to decode in memory.") from None
+            raise ImageError(N_("The image is too large to decode in memory.")) from None
         except Exception as err:  # noqa: BLE001 - truncated or corrupt data, any plugin
-            raise ImageError(
-                f"The image data is damaged or incomplete ({err or type(err).__name__})."
-            ) from None
+            raise ImageError(N_("The image data is damaged or incomplete ({error}).",
+                                error=str(err or type(err).__name__))) from None
 
 
 def _grey_tail(img: Image.Image) -> int:
@@ -310,9 +325,10 @@ def _jpeg_cut_short(img: Image.Image, scale: int) -> str | None:
     rows, height = _grey_tail(img), img.size[1]
     if rows < min(block_rows, height) or rows >= height:
         return None
-    return (f"The JPEG data ends early: the bottom {rows / height:.0%} of the picture "
-            f"({rows:,} of {height:,} rows) is the flat grey a decoder fills in for missing "
-            "data. The file is probably cut short; the networks see it as it is.")
+    return N_("The JPEG data ends early: the bottom {share} of the picture ({rows} of "
+              "{height} rows) is the flat grey a decoder fills in for missing data. The file "
+              "is probably cut short; the networks see it as it is.",
+              share=f"{rows / height:.0%}", rows=f"{rows:,}", height=f"{height:,}")
 
 
 @dataclass
@@ -354,10 +370,10 @@ def _decode_pixels(data: bytes, max_pixels: int,
     fmt, mode = img.format or "?", img.mode
     width, height = img.size
     if expected is not None and tuple(expected) != (width, height):
-        raise ImageError(f"The file's headers disagree about the picture's size ("
-                         f"{expected[0]:,} x {expected[1]:,} in one place, {width:,} x "
-                         f"{height:,} in another): it is damaged or crafted, so it was not "
-                         "decoded.")
+        raise ImageError(N_("The file's headers disagree about the picture's size ({one} in "
+                            "one place, {other} in another): it is damaged or crafted, so it "
+                            "was not decoded.", one=f"{expected[0]:,} x {expected[1]:,}",
+                            other=f"{width:,} x {height:,}"))
     factor = working_factor(width, height)
     scale = 1
     if fmt == "JPEG" and factor > 1:
@@ -373,24 +389,25 @@ def _decode_pixels(data: bytes, max_pixels: int,
         orientation = img.getexif().get(_ORIENTATION, 1)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the picture
         orientation = 1
-        out.notes.append("EXIF orientation unreadable: shown as stored")
+        out.notes.append(N_("EXIF orientation unreadable: shown as stored"))
     try:
         small = _reducible(img)
         rest = working_factor(*small.size)
         if rest > 1:
             small = small.reduce(rest)
     except MemoryError:
-        raise ImageError("The image is too large to convert in memory.") from None
+        raise ImageError(N_("The image is too large to convert in memory.")) from None
     except Exception as err:  # noqa: BLE001 - e.g. a palette that does not parse
-        raise ImageError(f"The image's pixels could not be converted ({err}).") from None
+        raise ImageError(N_("The image's pixels could not be converted ({error}).",
+                            error=str(err))) from None
     if orientation in _TRANSPOSE:
         small = small.transpose(_TRANSPOSE[orientation])
-        out.notes.append(f"EXIF orientation {orientation} applied")
+        out.notes.append(N_("EXIF orientation {value} applied", value=orientation))
         if orientation >= 5:
             out.size = (height, width)
     elif orientation not in (None, 1):
-        out.notes.append(f"EXIF orientation {orientation} is not a valid value: shown as "
-                         "stored")
+        out.notes.append(N_("EXIF orientation {value} is not a valid value: shown as stored",
+                            value=orientation))
     out.image = small
     return out
 
@@ -403,10 +420,9 @@ _WORKER_SLOTS = threading.BoundedSemaphore(WORKERS)
 def _decode_in_worker(data: bytes, max_pixels: int, seconds: float, memory: int,
                       expected: tuple[int, int] | None = None) -> _Pixels:
     """:func:`_decode_pixels` in a fresh process with a memory cap and a deadline."""
-    limits = f"{seconds:g} seconds and {memory / 2**20:,.0f} MB"
     if not _WORKER_SLOTS.acquire(timeout=seconds):
-        raise ImageError("The server is busy decoding other large images; try again in a "
-                         "moment.")
+        raise ImageError(N_("The server is busy decoding other large images; try again in a "
+                            "moment."))
     try:
         header = json.dumps({"max_pixels": max_pixels, "seconds": seconds,
                              "memory": memory, "expected": expected}).encode()
@@ -419,9 +435,9 @@ def _decode_in_worker(data: bytes, max_pixels: int, seconds: float, memory: int,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-            raise ImageError(f"Decoding this image took longer than {seconds:g} seconds, "
-                             "the limit for one upload, so it was stopped. Save it again as "
-                             "an ordinary PNG or JPEG.") from None
+            raise ImageError(N_("Decoding this image took longer than {seconds} seconds, "
+                                "the limit for one upload, so it was stopped. Save it again "
+                                "as an ordinary PNG or JPEG.", seconds=f"{seconds:g}")) from None
     finally:
         _WORKER_SLOTS.release()
     try:
@@ -429,17 +445,36 @@ def _decode_in_worker(data: bytes, max_pixels: int, seconds: float, memory: int,
         reply = json.loads(out[4:4 + size])
     except (struct.error, ValueError):
         if proc.returncode == -getattr(signal, "SIGXCPU", 0):  # its CPU-time limit
-            raise ImageError(f"Decoding this image took longer than {seconds:g} seconds, the "
-                             "limit for one upload, so it was stopped.") from None
-        raise ImageError(f"This image could not be decoded within the limits for one upload "
-                         f"({limits}).") from None
+            raise ImageError(N_("Decoding this image took longer than {seconds} seconds, the "
+                                "limit for one upload, so it was stopped.",
+                                seconds=f"{seconds:g}")) from None
+        raise ImageError(N_("This image could not be decoded within the limits for one upload "
+                            "({seconds} seconds and {megabytes} MB).", seconds=f"{seconds:g}",
+                            megabytes=f"{memory / 2**20:,.0f}")) from None
     if not reply.get("ok"):
-        raise ImageError(str(reply.get("message")))
+        raise ImageError(_from_wire(reply.get("message")))
     pixels = out[4 + size:]
     image = Image.frombytes(reply["image_mode"], tuple(reply["image_size"]), pixels)
     return _Pixels(image=image, format=reply["format"], mode=reply["mode"],
-                   size=tuple(reply["size"]), notes=reply["notes"],
-                   warnings=reply["warnings"], worker_peak=reply.get("peak_bytes"))
+                   size=tuple(reply["size"]), notes=[_from_wire(n) for n in reply["notes"]],
+                   warnings=[_from_wire(w) for w in reply["warnings"]],
+                   worker_peak=reply.get("peak_bytes"))
+
+
+def _to_wire(text: str) -> str | dict:
+    """A message for the worker's JSON reply: a marked :class:`~cnncompare.i18n.Text` as its
+    msgid and arguments (so that it is still translated where it is shown), else the text."""
+    if isinstance(text, Text):
+        return {"msgid": text.msgid, "kwargs": {k: v if isinstance(v, (int, float)) else str(v)
+                                                for k, v in text.kwargs.items()}}
+    return str(text)
+
+
+def _from_wire(value) -> str:
+    """The message :func:`_to_wire` sent, a :class:`~cnncompare.i18n.Text` again."""
+    if isinstance(value, dict):
+        return Text(str(value["msgid"]), **value["kwargs"])
+    return str(value)
 
 
 def _peak_rss() -> int | None:
@@ -470,17 +505,19 @@ def _worker_main() -> None:
     try:
         result = _decode_pixels(data, int(job["max_pixels"]), job.get("expected"))
         reply = {"ok": True, "format": result.format, "mode": result.mode,
-                 "size": list(result.size), "notes": result.notes,
-                 "warnings": result.warnings, "image_mode": result.image.mode,
+                 "size": list(result.size), "notes": [_to_wire(n) for n in result.notes],
+                 "warnings": [_to_wire(w) for w in result.warnings],
+                 "image_mode": result.image.mode,
                  "image_size": list(result.image.size)}
         pixels = result.image.tobytes()
         reply["peak_bytes"] = _peak_rss()
     except MemoryError:
-        reply, pixels = {"ok": False, "message": (
-            f"Decoding this image needed more than {int(job['memory']) / 2**20:,.0f} MB of "
-            "memory, the limit for one upload, so it was stopped.")}, b""
+        reply, pixels = {"ok": False, "message": _to_wire(N_(
+            "Decoding this image needed more than {megabytes} MB of memory, the limit for one "
+            "upload, so it was stopped.", megabytes=f"{int(job['memory']) / 2**20:,.0f}"))}, b""
     except ImageError as err:
-        reply, pixels = {"ok": False, "message": str(err)}, b""
+        reply, pixels = {"ok": False, "message": _to_wire(err.args[0] if err.args
+                                                          else str(err))}, b""
     encoded = json.dumps(reply).encode()
     stdout.write(struct.pack(">I", len(encoded)) + encoded + pixels)
     stdout.flush()
@@ -541,7 +578,9 @@ def _composite(rgba: Image.Image) -> tuple[Image.Image, str]:
     bg = (0, 0, 0) if visible > 0.5 else (255, 255, 255)
     base = Image.new("RGB", rgba.size, bg)
     base.paste(rgba, mask=rgba.getchannel("A"))
-    return base, f"transparency flattened on {'black' if bg == (0, 0, 0) else 'white'}"
+    if bg == (0, 0, 0):
+        return base, N_("transparency flattened on black")
+    return base, N_("transparency flattened on white")
 
 
 def to_rgb(img: Image.Image, file_mode: str | None = None) -> tuple[Image.Image, list[str]]:
@@ -556,8 +595,8 @@ def to_rgb(img: Image.Image, file_mode: str | None = None) -> tuple[Image.Image,
     mode = img.mode
     depth = file_mode if file_mode and file_mode.startswith("I;16") else mode
     if mode.startswith("I") or mode == "F":
-        notes.append(f"{'16-bit' if depth.startswith('I;16') else mode + '-mode'} pixels "
-                     "scaled to 8 bit")
+        notes.append(N_("16-bit pixels scaled to 8 bit") if depth.startswith("I;16") else
+                     N_("{mode}-mode pixels scaled to 8 bit", mode=mode))
         return Image.fromarray(_scale_to_8bit(np.asarray(img), depth), "L").convert("RGB"), notes
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if has_alpha:
@@ -566,11 +605,12 @@ def to_rgb(img: Image.Image, file_mode: str | None = None) -> tuple[Image.Image,
             notes.append(note)
         return flat, notes
     if mode == "CMYK":
-        notes.append("CMYK converted to RGB")
+        notes.append(N_("CMYK converted to RGB"))
     try:
         return img.convert("RGB"), notes
     except (ValueError, OSError) as err:
-        raise ImageError(f"Pixels in mode {mode!r} cannot be converted to RGB ({err}).") from None
+        raise ImageError(N_("Pixels in mode {mode} cannot be converted to RGB ({error}).",
+                            mode=repr(mode), error=str(err))) from None
 
 
 def _frame_notes(facts: ImageFacts | None) -> tuple[int, list[str]]:
@@ -578,13 +618,14 @@ def _frame_notes(facts: ImageFacts | None) -> tuple[int, list[str]]:
     if facts is None:
         return 1, []
     if facts.frames is None:
-        return 1, ["an animation with more frames than were counted: the first one is used"]
+        return 1, [N_("an animation with more frames than were counted: the first one is "
+                      "used")]
     notes = []
     if facts.frames > 1:
-        notes.append(f"{facts.frames} frames: the first one is used")
+        notes.append(N_("{n} frames: the first one is used", n=facts.frames))
     if facts.claimed_frames is not None and facts.claimed_frames != facts.frames:
-        notes.append(f"the header claims {facts.claimed_frames:,} frames, the file holds "
-                     f"{facts.frames:,}")
+        notes.append(N_("the header claims {claimed} frames, the file holds {held}",
+                        claimed=f"{facts.claimed_frames:,}", held=f"{facts.frames:,}"))
     return facts.frames, notes
 
 
@@ -610,10 +651,12 @@ def decode_image(
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     if not data:
-        raise ImageError("The file is empty (0 bytes).")
+        raise ImageError(N_("The file is empty (0 bytes)."))
     if len(data) > max_bytes:
-        raise ImageError(f"The file is {len(data):,} bytes ({_mib(len(data))}), over the "
-                         f"limit of {max_bytes:,} bytes ({_mib(max_bytes)}).")
+        raise ImageError(N_("The file is {size} bytes ({size_mb}), over the limit of {limit} "
+                            "bytes ({limit_mb}).", size=f"{len(data):,}",
+                            size_mb=_mib(len(data)), limit=f"{max_bytes:,}",
+                            limit_mb=_mib(max_bytes)))
     facts = inspect_image(data)
     if facts is None:
         raise _unidentified(data)

@@ -181,6 +181,9 @@ PAGES_ZH = [
     ("architectures", "网络结构"),
     ("conv_arithmetic", "卷积算术"),
     ("profile_bench", "性能分析与基准测试"),
+    ("train", "训练"),
+    ("compare", "比较"),
+    ("classify", "分类"),
 ]
 
 

@@ -171,9 +171,12 @@ def test_every_marked_string_is_translated_with_the_same_placeholders():
 
 # ------------------------------------------------------------- pages walked in Chinese
 
-# The pages translated so far (file under views/, what to do before walking it). The
-# second translator adds train, compare and classify here.
-WALKED_PAGES = ["overview", "architectures", "conv_arithmetic", "profile_bench"]
+# Every page of the app (file under views/). Train, Compare and Classify are walked with a
+# stored study (STUDY_PAGES), so that Compare draws its curves, bands, intervals, tables and
+# confusion matrix and Classify its answers, typicality, Grad-CAM and feature maps.
+WALKED_PAGES = ["overview", "architectures", "conv_arithmetic", "profile_bench", "train",
+                "compare", "classify"]
+STUDY_PAGES = {"train", "compare", "classify"}
 
 ALLOWED = {
     # names of networks, datasets, people, tools and libraries
@@ -189,6 +192,9 @@ ALLOWED = {
     "kernel_size", "bias", "false", "true", "ceil_mode", "eval", "cat", "linear", "groups",
     "aux_logits", "padding", "dilation", "kernel", "stride", "unit", "input", "size",
     "cnncompare", "cnncompare_home", "one", "weird", "trick", "inplace",
+    # Train, Compare, Classify: names of methods, people, tools and formats
+    "grad", "cam", "welch", "student", "pareto", "ray", "apple", "adam", "scikit", "learn",
+    "digits", "png", "jpeg", "webp", "bmp", "gif", "auto",
 }
 """English words allowed on a Chinese page: names, units and code. Everything in `code
 spans`, paper titles, model and module names of the zoo's networks is allowed besides."""
@@ -196,7 +202,8 @@ spans`, paper titles, model and module names of the zoo's networks is allowed be
 _SKIPPED_FIELDS = {"id", "form_id", "icon", "spec", "config", "theme", "columns", "data",
                    "format", "url", "page", "page_script_hash", "query_param_key", "mime",
                    "file_name", "selection_mode", "alt", "language", "default", "type",
-                   "display_text", "key", "step", "min", "max", "raw_values", "width"}
+                   "display_text", "key", "step", "min", "max", "raw_values", "width",
+                   "divider"}
 
 
 def _proto_texts(message) -> list[str]:
@@ -312,14 +319,47 @@ def _walk_page(page: str):
 
     from tests.conftest import REPO
 
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
     at.query_params["lang"] = "zh"
     at.switch_page(f"views/{page}.py")
-    return at.run()
+    at.run()
+    if page == "classify" and not at.exception:
+        with i18n.use_language("zh"):  # AppTest reads widgets with their format_func here
+            at.toggle(key="classify_fmaps").set_value(True).run()
+    return at
+
+
+@pytest.fixture(scope="module")
+def study_home(tmp_path_factory):
+    """A results home with a tiny study on the digits: lenet and lenet5 x 2 seeds, alexnet x
+    1 seed, two epochs each (bands, intervals, a single-seed group, Welch's sentence)."""
+    import os
+
+    from cnncompare.store import ResultsStore
+    from cnncompare.training import TrainConfig, train_or_load
+
+    home = tmp_path_factory.mktemp("i18n") / "home"
+    old = os.environ.get("CNNCOMPARE_HOME")
+    os.environ["CNNCOMPARE_HOME"] = str(home)
+    try:
+        for model, seeds in (("lenet", 2), ("lenet5", 2), ("alexnet", 1)):
+            for seed in range(seeds):
+                result = train_or_load(TrainConfig(model, epochs=2, seed=seed, train_size=300,
+                                                   test_size=60), device="cpu",
+                                       store=ResultsStore(home))
+                assert result.status == "finished"
+    finally:
+        if old is None:
+            os.environ.pop("CNNCOMPARE_HOME", None)
+        else:
+            os.environ["CNNCOMPARE_HOME"] = old
+    return home
 
 
 @pytest.mark.parametrize("page", WALKED_PAGES)
-def test_page_in_chinese_shows_no_english_words(page):
+def test_page_in_chinese_shows_no_english_words(page, request, monkeypatch):
+    if page in STUDY_PAGES:
+        monkeypatch.setenv("CNNCOMPARE_HOME", str(request.getfixturevalue("study_home")))
     at = _walk_page(page)
     assert not at.exception, at.exception[0].message
     assert at.session_state["lang"] == "zh" and at.query_params["lang"] == "zh"
@@ -328,6 +368,12 @@ def test_page_in_chinese_shows_no_english_words(page):
     headings = [h.value for h in [*at.title, *at.header, *at.subheader]]
     assert any(re.search(r"[\u4e00-\u9fff]", h) for h in headings), headings
     assert english_words(texts) == {}
+    if page == "compare":  # the whole page: 2 curves, 4+ bars, the front, confusion, classes
+        assert len(at.get("plotly_chart")) >= 8 and len(at.dataframe) == 2
+        assert any("Welch t 检验" in i.value for i in at.info)
+    if page == "classify":  # three networks' answers, typicality and feature maps
+        assert len(at.get("plotly_chart")) == 3 and at.subheader[-1].value == "特征图"
+        assert sum("典型" in c.value for c in at.caption) >= 3
     # The language control shows both choices, the current one selected.
     picker = at.button_group(key="ui-language")
     assert picker.options == ["English", "中文"] and picker.value == "zh"
@@ -390,3 +436,34 @@ def test_overview_fragment_rerun_stays_in_chinese():
     assert labels == {"model": "模型", "params": "参数量", "macs": "乘加运算 (MACs)"}
     captions = " ".join(c.value for c in at.caption)
     assert "已统计全部" in captions
+
+
+def test_a_training_job_is_shown_in_chinese():
+    """A job started on the Chinese Train page: its progress panel (a fragment), the runs'
+    labels and states, the live chart and the job's outcome in Chinese; the job itself keeps
+    English data (its labels are marked texts, translated only where they are shown)."""
+    from cnncompare import ui
+
+    at = _walk_page("train")
+    with i18n.use_language("zh"):
+        at.multiselect[0].set_value(["lenet"]).run()
+        numbers = {n.label: n for n in at.number_input}
+        numbers["训练轮次"].set_value(1)
+        numbers["随机种子数"].set_value(1)
+        numbers["训练集图像数（0：数据集默认值）"].set_value(200)
+        numbers["测试集图像数（0：数据集默认值）"].set_value(60).run()
+        assert at.button(key="train").label == "训练 1 个运行"
+        at.button(key="train").click().run()
+    assert not at.exception
+    job = ui.job_manager().latest()
+    assert job is not None and job.join(240)
+    snap = job.snapshot()
+    assert snap.state == "done" and [i.label for i in snap.items] == ["lenet · seed 0"]
+    with i18n.use_language("zh"):
+        at.run()
+    assert not at.exception
+    assert "进度" in [s.value for s in at.subheader]
+    bars = [p.proto.text for p in at.get("progress")]
+    assert "**lenet · 随机种子 0** · 完成 · 测试集准确率" in " ".join(bars), bars
+    assert any(s.value == "任务完成。已完成的训练轮次已存储。" for s in at.success)
+    assert english_words(visible_texts(at)) == {}

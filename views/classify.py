@@ -13,6 +13,7 @@ from streamlit_drawable_canvas import st_canvas
 from cnncompare import classify as C
 from cnncompare import feature_maps, gradcam, paths, plots, pretrained, typicality, ui, uploads
 from cnncompare.compare import run_labels
+from cnncompare.i18n import N_, t
 from cnncompare.store import ResultsStore
 
 COLUMNS_PER_ROW = 3
@@ -23,19 +24,20 @@ UPLOAD_MB = 5  # one photo. The server's own limit (.streamlit/config.toml) is 1
 # this size must still fit under it.
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 INVERT_CHOICES = {"Auto": None, "Invert": True, "Keep as is": False}
-SOURCES = {"image": "An upload or a sample", "draw": "A digit I draw"}
+INVERT_LABELS = {"Auto": N_("Auto"), "Invert": N_("Invert"), "Keep as is": N_("Keep as is")}
+SOURCES = {"image": N_("An upload or a sample"), "draw": N_("A digit I draw")}
 CANVAS_SIDE = 280  # px, the drawing area (10 x MNIST's 28 px)
 STROKE = 22  # px, about a pen stroke of an MNIST digit at that scale
 
-st.title("Classify")
-st.markdown(
+st.title(t("Classify"))
+st.markdown(t(
     "Upload an image, pick a sample or draw a digit, and see what each network predicts, "
     "how sure it is, whether the image is like anything it was trained on, and where it "
     "looked (Grad-CAM on its last convolutional stage)."
-)
+))
 
 # ------------------------------------------------------------------------------ image
-source_kind = st.radio("What to classify", list(SOURCES), format_func=SOURCES.get,
+source_kind = st.radio(t("What to classify"), list(SOURCES), format_func=lambda k: t(SOURCES[k]),
                        horizontal=True, key="classify_source")
 left, right = st.columns(2)
 # The browser refuses files over upload_mb itself; the server's limit leaves room for the
@@ -47,60 +49,62 @@ if source_kind == "image":
     # and raise there (a name with a NUL byte, no extension or ".exe" gives a traceback the
     # page cannot catch). The contents decide here, with one clear message for anything.
     upload = left.file_uploader(
-        "Your image (drag and drop)", key="classify_upload", max_upload_size=upload_mb,
-        help=f"PNG, JPEG, WebP, BMP or GIF (first frame), up to {upload_mb} MB.")
+        t("Your image (drag and drop)"), key="classify_upload", max_upload_size=upload_mb,
+        help=t("PNG, JPEG, WebP, BMP or GIF (first frame), up to {mb} MB.", mb=upload_mb))
     samples = sorted(
         (p for p in paths.SAMPLES_DIR.glob("*") if p.suffix.lower() in SAMPLE_SUFFIXES),
         key=lambda p: (not p.name.startswith("digit"), p.name))  # digits first
-    sample = right.selectbox("...or a sample", samples, format_func=lambda p: p.name,
+    sample = right.selectbox(t("...or a sample"), samples, format_func=lambda p: p.name,
                              key="classify_sample", disabled=upload is not None,
-                             help="Digits from scikit-learn's set and its two sample photos.")
+                             help=t("Digits from scikit-learn's set and its two sample "
+                                    "photos."))
 else:
     with left:
-        st.caption("Your digit: white ink on black, like the training digits.")
+        st.caption(t("Your digit: white ink on black, like the training digits."))
         drawing = st_canvas(
             stroke_width=STROKE, stroke_color="#ffffff", background_color="#000000",
             height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
             update_streamlit=True, return_image_data=True, key="classify_canvas")
-    right.markdown(
+    right.markdown(t(
         "Draw one digit with the mouse or a finger, large and centred, as on a sheet of "
         "squared paper. The networks answer as soon as you lift the pen; the bin in the "
-        "canvas's toolbar starts again.")
+        "canvas's toolbar starts again."))
 invert_label = right.radio(
-    "Ink for digit models", list(INVERT_CHOICES), horizontal=True, key="classify_invert",
-    help="Digit models were trained on light strokes on a dark background. Auto inverts a "
-         "dark-on-light drawing; the other two override that.")
+    t("Ink for digit models"), list(INVERT_CHOICES), horizontal=True, key="classify_invert",
+    format_func=lambda k: t(INVERT_LABELS[k]),
+    help=t("Digit models were trained on light strokes on a dark background. Auto inverts a "
+           "dark-on-light drawing; the other two override that."))
 
 # ----------------------------------------------------------------------------- models
 store = ResultsStore()
 runs = store.runs(finished_only=True)
 chosen: list[tuple[str, str]] = []  # ("run", run_id) or ("imagenet", name)
-st.subheader("Networks")
+st.subheader(t("Networks"))
 if runs.empty:
-    st.info("No trained network in the results store yet. Train a small LeNet on the "
-            "bundled digits here (a few seconds), or more networks on the Train page.")
-    if st.button("Train a quick LeNet on digits", key="classify_train_lenet",
+    st.info(t("No trained network in the results store yet. Train a small LeNet on the "
+              "bundled digits here (a few seconds), or more networks on the Train page."))
+    if st.button(t("Train a quick LeNet on digits"), key="classify_train_lenet",
                  icon=":material/bolt:"):
         from cnncompare import training
 
-        bar = st.progress(0.0, text="Training LeNet on the digits...")
+        bar = st.progress(0.0, text=t("Training LeNet on the digits..."))
 
         def progress(event: dict) -> None:
             done = event.get("epoch", 0) - 1 + event.get("batch", 0) / max(
                 1, event.get("batches", 0) or 1)
             bar.progress(min(1.0, max(0.0, done / QUICK_EPOCHS)),
-                         text=f"Training LeNet on the digits: epoch {event.get('epoch', 0)} "
-                              f"of {QUICK_EPOCHS}")
+                         text=t("Training LeNet on the digits: epoch {epoch} of {epochs}",
+                                epoch=event.get("epoch", 0), epochs=QUICK_EPOCHS))
 
         try:
             result = training.train_or_load(
                 training.TrainConfig(model="lenet", dataset="digits", epochs=QUICK_EPOCHS),
                 progress=progress)
         except (ValueError, RuntimeError, OSError) as err:
-            st.error(f"Training failed: {err}")
+            st.error(t("Training failed: {error}", error=ui.error_text(err)))
         else:
             bar.empty()
-            st.toast(f"LeNet trained: test accuracy {result.test_acc:.1%}.")
+            st.toast(t("LeNet trained: test accuracy {acc}.", acc=f"{result.test_acc:.1%}"))
             st.rerun()
 else:
     runs = runs.assign(label=run_labels(runs).values + " · " + runs["dataset"].astype(str))
@@ -109,30 +113,32 @@ else:
         names = {r: f"{label} ({'?' if pd.isna(acc) else f'{acc:.1%}'})" for r, label, acc in
                  zip(group["run_id"], group["label"], group["test_acc"], strict=True)}
         picked = st.multiselect(
-            f"Runs on {dataset}", list(names), default=list(names)[:3] if i == 0 else [],
+            t("Runs on {dataset}", dataset=dataset), list(names),
+            default=list(names)[:3] if i == 0 else [],
             format_func=names.__getitem__, key=f"classify_runs_{dataset}",
-            help="Test accuracy in brackets; the best runs first.")
+            help=t("Test accuracy in brackets; the best runs first."))
         chosen += [("run", r) for r in picked]
 
 torch_dir = pretrained.checkpoint_dir()
 status = {n: pretrained.pretrained_status(n) for n in pretrained.IMAGENET_MODELS}
 cached = [n for n, s in status.items() if s.cached]
-with st.expander("ImageNet-pretrained networks (torchvision)", expanded=bool(cached)):
+with st.expander(t("ImageNet-pretrained networks (torchvision)"), expanded=bool(cached)):
     if cached:
-        picked = st.multiselect("With ImageNet weights", cached, key="classify_imagenet")
+        picked = st.multiselect(t("With ImageNet weights"), cached, key="classify_imagenet")
         chosen += [("imagenet", n) for n in picked]
     missing = [n for n in pretrained.IMAGENET_MODELS if n not in cached]
     if missing:
-        st.info(f"Not in the torch cache (`{torch_dir}`): {', '.join(missing)}. Without "
-                "internet access they cannot be fetched; the networks trained here work "
-                "regardless.")
-        want = st.selectbox("Fetch weights for", missing, key="classify_fetch_name")
-        if st.button("Download", key="classify_fetch", icon=":material/download:"):
-            with st.spinner(f"Downloading {want}..."):
+        st.info(t("Not in the torch cache (`{folder}`): {names}. Without internet access they "
+                  "cannot be fetched; the networks trained here work regardless.",
+                  folder=torch_dir, names=", ".join(missing)))
+        want = st.selectbox(t("Fetch weights for"), missing, key="classify_fetch_name")
+        if st.button(t("Download"), key="classify_fetch", icon=":material/download:"):
+            with st.spinner(t("Downloading {name}...", name=want)):
                 try:
                     ui.pretrained_classifier(want, str(torch_dir), download=True)
                 except pretrained.WeightsUnavailable as err:
-                    st.warning(f"{err}. This machine seems to be offline.")
+                    st.warning(t("{error}. This machine seems to be offline.",
+                                 error=ui.error_text(err)))
                 else:
                     st.rerun()
 
@@ -149,7 +155,8 @@ def decode_once(key: tuple, read) -> uploads.DecodedImage:
         except uploads.ImageError as err:
             held = (key, err)
         except OSError as err:  # a sample that cannot be read
-            held = (key, uploads.ImageError(f"The file cannot be read ({err.strerror or err})."))
+            held = (key, uploads.ImageError(N_("The file cannot be read ({error}).",
+                                               error=str(err.strerror or err))))
         st.session_state["classify_decoded"] = held
     if isinstance(held[1], uploads.ImageError):
         raise held[1]
@@ -160,10 +167,10 @@ if drawing is not None:
     strokes = (drawing.json_data or {}).get("objects") or []
     png = drawing.image_bytes if strokes else None
     if not png:
-        st.info("Draw a digit in the black square: it is classified as soon as you lift the "
-                "pen.")
+        st.info(t("Draw a digit in the black square: it is classified as soon as you lift "
+                  "the pen."))
         st.stop()
-    name = "your drawing"
+    name = t("your drawing")
     source = ("drawing", hashlib.sha256(png).hexdigest())
 
     def read(png: bytes = png) -> bytes:
@@ -177,26 +184,28 @@ elif sample is not None:
     source = ("sample", str(sample))
     read = sample.read_bytes
 else:
-    st.info("Upload an image or pick a sample.")
+    st.info(t("Upload an image or pick a sample."))
     st.stop()
 
 shown_name = uploads.markdown_literal(name)  # a name is text, never Markdown
 try:
     decoded = decode_once(source, read)
 except uploads.ImageError as err:
-    st.error(f"{shown_name} cannot be used: {err}", icon=":material/broken_image:")
+    st.error(t("{name} cannot be used: {error}", name=shown_name, error=ui.error_text(err)),
+             icon=":material/broken_image:")
     st.stop()
 
 for warning in decoded.warnings:
-    st.warning(warning, icon=":material/warning:")
+    st.warning(t(warning), icon=":material/warning:")
 # Shrunk here, not by st.image(width=...): Streamlit rounds a 60000x1 strip to 0 px high.
 if drawing is None:  # a drawing is on the canvas already
     width, height = decoded.size
-    caption = f"{shown_name}: {decoded.format}, {width:,} x {height:,} pixels"
+    caption = t("{name}: {format}, {width} x {height} pixels", name=shown_name,
+                format=decoded.format, width=f"{width:,}", height=f"{height:,}")
     st.image(uploads.preview(decoded.image, PREVIEW_SIDE),
-             caption=caption + "".join(f"; {note}" for note in decoded.notes))
+             caption=caption + "".join(f"; {t(note)}" for note in decoded.notes))
 if not chosen:
-    st.info("Choose at least one network above.")
+    st.info(t("Choose at least one network above."))
     st.stop()
 # A drawing is cropped to its strokes, so that a small digit fills the frame as digits do.
 image = decoded.image if drawing is None else C.crop_to_ink(decoded.image)
@@ -212,7 +221,7 @@ def load(kind: str, key: str) -> C.Classifier:
 
 predictions: list[C.Prediction] = []
 classifiers: list[C.Classifier] = []
-with st.spinner("Classifying..."):
+with st.spinner(t("Classifying...")):
     for kind, key in chosen:
         try:
             clf = load(kind, key)
@@ -220,27 +229,32 @@ with st.spinner("Classifying..."):
                                          invert=INVERT_CHOICES[invert_label]))
             classifiers.append(clf)
         except (ValueError, RuntimeError, OSError) as err:  # a damaged checkpoint, say
-            st.error(f"{key if kind == 'imagenet' else 'Run ' + key} could not classify "
-                     f"this image: {err}")
+            if kind == "imagenet":
+                st.error(t("{name} could not classify this image: {error}", name=key,
+                           error=ui.error_text(err)))
+            else:
+                st.error(t("Run {run} could not classify this image: {error}", run=key,
+                           error=ui.error_text(err)))
 
 
 def show_typicality(pred: C.Prediction, clf: C.Classifier) -> None:
     """How typical the image is for this network, in words, or why that cannot be said."""
-    t = pred.typicality
-    if t is None:
-        st.caption(clf.calibration_note or "How typical this image is cannot be said for "
-                   "this network.")
+    typ = pred.typicality
+    if typ is None:
+        st.caption(t(clf.calibration_note) if clf.calibration_note else
+                   t("How typical this image is cannot be said for this network."))
         return
-    verdict, *evidence = t.sentences(pred.arch or pred.model)
-    if t.verdict == typicality.UNLIKE_VERDICT:
+    verdict, *evidence = typ.sentences(pred.arch or pred.model)
+    if typ.verdict == typicality.UNLIKE_VERDICT:
         st.warning(verdict, icon=":material/help:")
-    elif t.verdict == typicality.UNUSUAL_VERDICT:
+    elif typ.verdict == typicality.UNUSUAL_VERDICT:
         st.info(verdict, icon=":material/help:")
     else:
         st.caption(verdict)
-    share = f"{t.typicality:.0%}"
-    st.caption(" ".join(evidence) + f" Typicality: {share}, the share of its {t.split} images "
-               "that look at least as unusual on the less favourable of the two measures.")
+    st.caption(" ".join([*evidence, t(
+        "Typicality: {share}, the share of its {split} images that look at least as unusual "
+        "on the less favourable of the two measures.", share=f"{typ.typicality:.0%}",
+        split=t(typicality.SPLIT_WORDS.get(typ.split, typ.split)))]))
 
 
 st.markdown(C.agreement(predictions))
@@ -249,42 +263,46 @@ for start in range(0, len(predictions), COLUMNS_PER_ROW):
     for offset, (col, pred) in enumerate(zip(st.columns(COLUMNS_PER_ROW), row, strict=False)):
         with col:
             st.subheader(pred.model, divider="gray")
-            st.markdown(f"**{pred.top1}** · {pred.top1_prob:.1%}"
-                        + (f" · trained on {pred.dataset}" if pred.dataset else "")
-                        + (" · colours inverted" if pred.inverted else ""))
+            answer = [f"**{pred.top1}**", f"{pred.top1_prob:.1%}"]
+            if pred.dataset:
+                answer.append(t("trained on {dataset}", dataset=pred.dataset))
+            if pred.inverted:
+                answer.append(t("colours inverted"))
+            st.markdown(" · ".join(answer))
             show_typicality(pred, classifiers[start + offset])
             st.plotly_chart(plots.topk_bars(pred.frame(), pred.arch),
                             key=f"bars-{start + offset}",
                             config={"displayModeBar": False})
             shown = C.enlarge(pred.shown)
             images = [shown]
-            captions = ["input as the network sees it" + (" (inverted)" if pred.inverted
-                                                          else "")]
+            captions = [t("input as the network sees it (inverted)") if pred.inverted
+                        else t("input as the network sees it")]
             if pred.saliency is not None:
                 images.insert(0, gradcam.overlay(shown, pred.saliency))
-                captions.insert(0, f"Grad-CAM on {pred.cam_layer}")
+                captions.insert(0, t("Grad-CAM on {layer}", layer=pred.cam_layer))
             st.image(images, caption=captions, width=150)
             if pred.device == "cpu":
-                timing = (f"Prediction: {pred.time_ms:.1f} ms (one forward pass at batch 1 "
-                          f"on the CPU, intra-op threads: {pred.threads})")
+                timing = t("Prediction: {ms} ms (one forward pass at batch 1 on the CPU, "
+                           "intra-op threads: {threads})", ms=f"{pred.time_ms:.1f}",
+                           threads=pred.threads)
             else:
-                timing = (f"Prediction: {pred.time_ms:.1f} ms (one forward pass at batch 1 "
-                          f"on {pred.device.upper()})")
+                timing = t("Prediction: {ms} ms (one forward pass at batch 1 on {device})",
+                           ms=f"{pred.time_ms:.1f}", device=pred.device.upper())
             st.caption(timing)
 
 # ----------------------------------------------------------------------- feature maps
 if not predictions:
     st.stop()
-st.subheader("Feature maps")
-if not st.toggle("Show what each stage of the networks makes of this image",
+st.subheader(t("Feature maps"))
+if not st.toggle(t("Show what each stage of the networks makes of this image"),
                  key="classify_fmaps",
-                 help="The output of every stage (the last map at each size), its most "
-                      "active channels first."):
+                 help=t("The output of every stage (the last map at each size), its most "
+                        "active channels first.")):
     st.stop()
-top = st.slider("Channels per stage (the most active, by mean activation)", 1, 16, 6,
+top = st.slider(t("Channels per stage (the most active, by mean activation)"), 1, 16, 6,
                 key="classify_fmaps_top")
-st.caption("Each tile is one channel; one colour scale per stage, from its smallest value "
-           "(or zero) in dark blue to its largest in red.")
+st.caption(t("Each tile is one channel; one colour scale per stage, from its smallest value "
+             "(or zero) in dark blue to its largest in red."))
 for start in range(0, len(classifiers), COLUMNS_PER_ROW):
     row = list(zip(classifiers, predictions, strict=True))[start:start + COLUMNS_PER_ROW]
     for col, (clf, pred) in zip(st.columns(COLUMNS_PER_ROW), row, strict=False):
@@ -294,8 +312,10 @@ for start in range(0, len(classifiers), COLUMNS_PER_ROW):
                                               invert=INVERT_CHOICES[invert_label])
             side = prep.shown.size[0]
             st.image(C.enlarge(prep.shown, 112), width=112,
-                     caption=f"input as the network sees it, {side} x {side} px")
+                     caption=t("input as the network sees it, {side} x {side} px",
+                               side=side))
             for stage in stages:
                 picked = ", ".join(str(c) for c in stage.channels)
                 st.image(feature_maps.tile(stage), width=220,
-                         caption=f"{stage.label} (channels {picked})")
+                         caption=t("{stage} (channels {channels})", stage=stage.label,
+                                   channels=picked))

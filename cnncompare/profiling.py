@@ -70,6 +70,7 @@ from torch import nn
 
 from cnncompare import paths
 from cnncompare.cache import read_json, stable_hash, write_json
+from cnncompare.cost_notes import ACTIVATION_NOTE, MACS_VS_FLOPS  # noqa: F401 - torch-free
 from cnncompare.counting import (
     CountingError,
     FlopCounter,
@@ -77,7 +78,6 @@ from cnncompare.counting import (
     count_macs_and_flops,
     fvcore_macs,
 )
-from cnncompare.i18n import N_
 from cnncompare.layer_table import LAYER_COLUMNS, MB, fill_layer_macs, layer_rows
 from cnncompare.receptive_field import RF_COLUMNS, receptive_field
 from cnncompare.registry import ModelConfig, as_config, config_for, on_meta_device
@@ -96,21 +96,6 @@ SUMMARY_KEYS = (
     "skipped_ops",
 )
 """The keys of :func:`cost_summary`, in order (other modules rely on exactly these)."""
-
-MACS_VS_FLOPS = N_(
-    "A MAC is one multiply-add (a·b + c); fvcore counts it once, torch's FlopCounterMode "
-    "counts it as two FLOPs (a multiply and an add), so FLOPs ≈ 2 × MACs. torchvision's "
-    "published \"GFLOPS\" column counts the convolution and linear MACs only (resnet18: "
-    "1.81), so compare it with the MACs column here, not with FLOPs."
-)
-"""The one-line explanation the UI shows next to the MACs and FLOPs columns."""
-
-ACTIVATION_NOTE = N_(
-    "Activations: the sum of every layer's output for one image (batch 1, float32), "
-    "leaving out in-place layers, which overwrite their input. An estimate: the peak a "
-    "framework reaches depends on what it frees and keeps."
-)
-"""What the activation-memory figure is, for every place that shows it."""
 
 FORWARD_KEYS = ("params", "macs", "flops")
 """The keys of :func:`forward_costs`."""

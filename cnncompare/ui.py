@@ -95,21 +95,41 @@ def prefetch_for_pages() -> None:
     plotly's first figure (about 2 s of imports and templates), and the full analyses of
     the networks those pages open with, into the disk cache."""
     from cnncompare import plots, profiling
+    from cnncompare.jobs import wait_while_training
     from cnncompare.registry import preset_config
 
     plots.cost_bars(profiling.profile_models(["lenet"], preset="small")).to_json()
     for name in PREFETCHED:
+        wait_while_training()  # a job started meanwhile keeps the CPU and the GIL
         profiling.analyze(preset_config(name, "small"))
 
 
 @st.cache_data(show_spinner=False)
 def device_summary() -> dict[str, str]:
+    return _device_info()
+
+
+def _device_info() -> dict[str, str]:
     import torch
 
     from cnncompare.devices import device_name, resolve_device
 
     dev = resolve_device("auto")
     return {"device": dev.type, "name": device_name(dev), "torch": torch.__version__}
+
+
+@st.cache_resource(show_spinner=False)
+def overview_basics():
+    """A :class:`~cnncompare.background.Background` giving ``(device_summary, zoo table)``,
+    one per server: torch is imported in its thread, so the Overview draws before it."""
+    from cnncompare.background import Background
+
+    def load() -> tuple[dict[str, str], pd.DataFrame]:
+        from cnncompare.registry import zoo_frame  # torch: in this thread, not the page's
+
+        return _device_info(), zoo_frame()
+
+    return Background(load, name="cnncompare-overview")
 
 
 COMMON_LABELS = {
@@ -300,7 +320,7 @@ def cost_columns(compact: bool = False) -> dict[str, Any]:
     written in full (``1,819,065,856``), or with ``compact`` as ``1.8B``. Pass it (merged
     with a page's own columns) as ``column_config``; columns a table lacks are ignored.
     """
-    from cnncompare.profiling import ACTIVATION_NOTE  # keeps this module's import light
+    from cnncompare.cost_notes import ACTIVATION_NOTE
 
     count = "compact" if compact else "localized"
     number = st.column_config.NumberColumn

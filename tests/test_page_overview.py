@@ -10,8 +10,16 @@ from cnncompare import count_params, list_models, ui
 from tests.conftest import REPO
 
 
-def test_app_opens_on_overview(cnncompare_home):
+def _overview_loaded(cnncompare_home) -> AppTest:
+    """The app opened on the Overview, run again once torch's side (device, zoo) is in."""
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert ui.overview_basics().wait(timeout=120) and ui.overview_basics().error is None
+    return at.run()
+
+
+def test_app_opens_on_overview(cnncompare_home):
+    at = _overview_loaded(cnncompare_home)
     assert not at.exception
     assert at.title[0].value == "cnncompare"
     zoo = at.dataframe[0].value
@@ -27,10 +35,12 @@ def test_app_opens_on_overview(cnncompare_home):
 def test_overview_fills_in_macs_and_flops_counted_in_the_background(cnncompare_home):
     from cnncompare import paths, profiling
 
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at = _overview_loaded(cnncompare_home)
     assert not at.exception
     costs = ui.zoo_costs(str(paths.home()))
     assert costs.wait(timeout=120)
+    # The warm-up after the count reads the cache too: done before the counters are read.
+    assert costs.join(timeout=120)
     at.run()
     assert not at.exception
     zoo = at.dataframe[0].value.set_index("model")
@@ -87,3 +97,50 @@ def test_prefetch_leaves_the_pages_first_analyses_on_disk():
     after = profiling.cache_stats()
     assert after["computed"] == before["computed"]
     assert after["disk_hits"] == before["disk_hits"] + len(ui.PREFETCHED)
+
+
+def test_overview_draws_before_torch_side_is_loaded_then_fills_in(cnncompare_home,
+                                                                   monkeypatch):
+    """The first page does not wait for the zoo (torch's import, parameter counts): it
+    draws the rest, says the zoo is loading, and shows the table once it is in."""
+    import threading
+
+    from cnncompare import registry
+
+    gate = threading.Event()
+    real = registry.zoo_frame
+
+    def held_zoo_frame(*args, **kwargs):
+        gate.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "zoo_frame", held_zoo_frame)
+    ui.overview_basics.clear()  # a new server's loader
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+        assert not at.exception
+        assert at.title[0].value == "cnncompare" and len(at.dataframe) == 0
+        captions = " ".join(c.value for c in at.caption)
+        assert "Loading the zoo" in captions and "PyTorch is loading" in captions
+        assert not ui.overview_basics().done()
+    finally:
+        gate.set()
+    assert ui.overview_basics().wait(timeout=120)
+    at.run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["model"]) == list_models()
+    assert at.metric[0].value in ("CPU", "CUDA", "MPS")
+
+
+def test_background_keeps_its_result_or_its_failure():
+    from cnncompare.background import Background
+
+    ok = Background(lambda: 42)
+    assert ok.wait(timeout=10) and ok.result() == 42 and ok.error is None
+
+    def broken() -> int:
+        raise ValueError("no torch here")
+
+    failed = Background(broken)
+    assert failed.wait(timeout=10) and failed.done()
+    assert failed.result() is None and failed.error == "ValueError: no torch here"

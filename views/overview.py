@@ -3,8 +3,8 @@
 import streamlit as st
 
 from cnncompare import paths, ui
+from cnncompare.cost_notes import MACS_VS_FLOPS
 from cnncompare.i18n import t, tn
-from cnncompare.profiling import MACS_VS_FLOPS
 from cnncompare.store import ResultsStore
 
 st.title("cnncompare")
@@ -14,13 +14,38 @@ st.markdown(t(
     "Everything runs on your own machine, offline by default, and exports as CSV."
 ))
 
-dev = ui.device_summary()
+# The device and the zoo need torch (2-3 s to import on a fresh server): loaded in a
+# background thread while this page draws; the fragments below fill them in.
+basics = ui.overview_basics()
+home = str(paths.home())
 runs = ResultsStore().runs()
 c1, c2, c3 = st.columns(3)
-name = dev["name"]
-device_name = t(name)  # the CPU's name says its thread count in words
-c1.metric(t("Device in use"), dev["device"].upper(), help=device_name)
-c1.caption(f"{device_name} · torch {dev['torch']}")
+
+
+def counts_done() -> bool:
+    """Whether the zoo is loaded and all its MACs and FLOPs are counted (polling stops)."""
+    return basics.done() and ui.zoo_costs(home).done()  # torch is loaded once basics is
+
+
+@st.fragment(run_every=None if counts_done() else 0.5)
+def device_panel() -> None:
+    """The device in use, once torch has loaded."""
+    ui.apply_language()  # a fragment's rerun does not run app.py
+    loaded = basics.result()
+    if loaded is None:
+        st.metric(t("Device in use"), "…")
+        st.caption(ui.error_text(basics.error) if basics.error
+                   else t("PyTorch is loading (once after the server starts)."))
+        return
+    dev = loaded[0]
+    name = dev["name"]
+    device_name = t(name)  # the CPU's name says its thread count in words
+    st.metric(t("Device in use"), dev["device"].upper(), help=device_name)
+    st.caption(f"{device_name} · torch {dev['torch']}")
+
+
+with c1:
+    device_panel()
 c2.metric(t("Stored runs"), len(runs),
           help=t("Trained runs in the results home; each is keyed by a hash of its "
                  "configuration."))
@@ -49,8 +74,6 @@ links[4].page_link("views/classify.py", label=t("Classify"), icon=":material/ima
                    help=t("Your own image through every trained network"))
 
 st.subheader(t("The zoo"))
-zoo = ui.zoo_table()
-costs = ui.zoo_costs(str(paths.home()))
 COLUMNS = {
     "model": t("Model"),
     "family": t("Family"),
@@ -65,10 +88,22 @@ COLUMNS = {
 }
 
 
-@st.fragment(run_every=None if costs.done() else 0.5)
+@st.fragment(run_every=None if counts_done() else 0.5)
 def zoo_panel() -> None:
-    """The zoo table; its MACs and FLOPs fill in as the background count delivers them."""
+    """The zoo table, once torch has loaded; its MACs and FLOPs fill in as the background
+    count delivers them."""
     ui.apply_language()  # a fragment's rerun does not run app.py
+    loaded = basics.result()
+    if loaded is None:
+        if basics.error:
+            st.error(ui.error_text(basics.error), icon=":material/error:")
+        else:
+            st.caption(t("Loading the zoo: PyTorch starts once after the server starts, a "
+                         "few seconds."))
+            st.session_state["zoo-counting"] = True
+        return
+    zoo = loaded[1]
+    costs = ui.zoo_costs(home)
     counted = costs.results()
     table = zoo.copy()
     table.insert(6, "macs", [counted.get(n, {}).get("macs") for n in table["model"]])
@@ -88,6 +123,9 @@ def zoo_panel() -> None:
         done, n = len(counted), len(table)
         st.caption(t("Counting MACs and FLOPs at the canonical input: {done} of {n} networks "
                      "so far (once; kept on disk after).", done=done, n=n))
+        if costs.paused():
+            st.caption(t("The count waits while a training job runs, so that the training "
+                         "keeps the whole CPU."))
     shown = table.copy()
     shown["key_idea"] = [t(idea) for idea in shown["key_idea"]]
     st.dataframe(shown, hide_index=True, height="content", column_config=COLUMNS,

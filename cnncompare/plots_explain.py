@@ -139,6 +139,10 @@ def diagram_figure(diagram) -> go.Figure:
     fig = go.Figure()
     half_w, half_h = _BOX_W / 2, _BOX_H / 2
     widest = max((len(b) for b in rows.values()), default=1)
+    # Collected and set once: plotly's add_shape/add_annotation validate the whole list
+    # again on every call (quadratic: 1.2 s of the Architectures page for two diagrams).
+    shapes: list[dict] = []
+    annotations: list[dict] = []
     for a, b in diagram.arrows:
         (x0, y0), (x1, y1) = pos[a], pos[b]
         if y0 - y1 > 1.01:  # skips rows: bend around the boxes in between, on its side
@@ -146,20 +150,22 @@ def diagram_figure(diagram) -> go.Figure:
             side = sign * ((widest - 1) / 2 + 0.75)
             path = (f"M {x0 + sign * half_w},{y0} C {side},{y0} {side},{y1} "
                     f"{x1 + sign * half_w},{y1}")
-            fig.add_shape(type="path", path=path, line={"color": "#6f42c1", "dash": "dash",
-                                                        "width": 1.5})
+            shapes.append(dict(type="path", path=path,
+                               line={"color": "#6f42c1", "dash": "dash", "width": 1.5}))
         else:
-            fig.add_annotation(x=x1, y=y1 + half_h, ax=x0, ay=y0 - half_h, xref="x",
-                               yref="y", axref="x", ayref="y", showarrow=True, arrowhead=2,
-                               arrowsize=1, arrowwidth=1.2, arrowcolor="#495057", text="")
+            annotations.append(dict(x=x1, y=y1 + half_h, ax=x0, ay=y0 - half_h, xref="x",
+                                    yref="y", axref="x", ayref="y", showarrow=True,
+                                    arrowhead=2, arrowsize=1, arrowwidth=1.2,
+                                    arrowcolor="#495057", text=""))
     for box in diagram.boxes:
         x, y = pos[box.id]
-        fig.add_shape(type="rect", x0=x - half_w, x1=x + half_w, y0=y - half_h, y1=y + half_h,
-                      fillcolor=_BOX_COLOURS.get(box.kind, "#f8f9fa"),
-                      line={"color": "#6c757d", "width": 1})
+        shapes.append(dict(type="rect", x0=x - half_w, x1=x + half_w, y0=y - half_h,
+                           y1=y + half_h, fillcolor=_BOX_COLOURS.get(box.kind, "#f8f9fa"),
+                           line={"color": "#6c757d", "width": 1}))
         label = "<br>".join(textwrap.wrap(box.label, 30)[:2])
         text = f"<b>{label}</b>" + (f"<br>{box.shape}" if box.shape else "")
-        fig.add_annotation(x=x, y=y, text=text, showarrow=False, font={"size": 10})
+        annotations.append(dict(x=x, y=y, text=text, showarrow=False, font={"size": 10}))
+    fig.update_layout(shapes=shapes, annotations=annotations)
     fig.add_trace(go.Scatter(
         x=[pos[b.id][0] for b in diagram.boxes], y=[pos[b.id][1] for b in diagram.boxes],
         mode="markers", marker={"size": 28, "opacity": 0}, showlegend=False,

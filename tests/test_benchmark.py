@@ -208,13 +208,22 @@ def _timing(times, stopped="max steps"):
     return B.Timing(times=list(times), stopped=stopped)
 
 
-def test_steady_steps_stop_at_min_iters():
+def test_steady_steps_stop_at_min_iters(monkeypatch):
+    class Clock:  # every step takes exactly 2 ms, whatever else the machine is doing
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(B, "time", clock)
     settings = B.BenchSettings(device="cpu", warmup=2, iters=50, min_iters=5,
                                max_seconds=30.0, target_spread=0.5)
-    timing = B.time_steps(lambda: sum(range(20000)), torch.device("cpu"), settings)
-    # A pure-Python loop of fixed length: steady within 50% after a few steps.
-    assert timing.stopped == "steady" and 5 <= len(timing.times) < 50
-    assert B.relative_spread(timing.times) <= 0.5
+    timing = B.time_steps(lambda: setattr(clock, "now", clock.now + 0.002),
+                          torch.device("cpu"), settings)
+    assert timing.stopped == "steady" and len(timing.times) == 5
+    assert timing.times == pytest.approx([2.0] * 5)
+    assert B.relative_spread(timing.times) == 0
 
 
 def test_unsteady_steps_go_on_until_the_step_limit():

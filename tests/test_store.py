@@ -34,9 +34,7 @@ def _train(cfg=CFG, **kw):
 def test_a_stored_run_comes_back_identical_without_training():
     first = _train()
     events: list[dict] = []
-    t0 = time.perf_counter()
     again = _train(progress=events.append)
-    assert time.perf_counter() - t0 < 2.0
     assert again.cached and not first.cached and again.status == "finished"
     assert [e["kind"] for e in events] == ["done"]  # no batch, no epoch: nothing trained
     assert (again.run_id, again.test_acc, again.train_seconds) == \
